@@ -1,0 +1,93 @@
+// Command signet is a SigV4 signing proxy: apps send it unsigned requests
+// for AWS, and it forwards them signed with continuously refreshed
+// credentials.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFail   = 1
+	exitConfig = 2 // bad config or usage: fix the input, do not retry
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Environ())
+	stop()
+	os.Exit(code)
+}
+
+// cli carries what every command needs from its process, so that tests can
+// run commands in-process.
+type cli struct {
+	stdout, stderr io.Writer
+	environ        []string
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, c *cli, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the proxy", runServe},
+		{"check", "validate a config and print it, secrets redacted", runCheck},
+		{"version", "print the version", runVersion},
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ []string) int {
+	c := &cli{stdout: stdout, stderr: stderr, environ: environ}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return exitConfig
+		}
+		return exitOK
+	}
+	for _, cmd := range commands() {
+		if cmd.name != args[0] {
+			continue
+		}
+		err := cmd.run(ctx, c, args[1:])
+		if err == nil {
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "signet %s: %v\n", cmd.name, err)
+		var ue usageError
+		if errors.As(err, &ue) || isConfigError(err) {
+			return exitConfig
+		}
+		return exitFail
+	}
+	fmt.Fprintf(stderr, "signet: unknown command %q\n", args[0])
+	usage(stderr)
+	return exitConfig
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: signet COMMAND [flags]")
+	fmt.Fprintln(w, "\ncommands:")
+	for _, cmd := range commands() {
+		fmt.Fprintf(w, "  %-10s %s\n", cmd.name, cmd.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'signet COMMAND -h' for a command's flags.")
+}
+
+// usageError marks errors in the command line itself.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/signet-proxy/signet/configs"
+	"github.com/signet-proxy/signet/credentials"
+	"github.com/signet-proxy/signet/proxy"
+	"github.com/signet-proxy/signet/signer"
+)
+
+// configFlags are the flags every config-reading command takes.
+type configFlags struct {
+	file      string
+	overrides map[string]string
+}
+
+func (cf *configFlags) register(fs *flag.FlagSet) {
+	cf.overrides = make(map[string]string)
+	fs.StringVar(&cf.file, "c", "", "config `file` (YAML, TOML or JSON); the embedded default when empty")
+	fs.StringVar(&cf.file, "config", "", "same as -c")
+	for _, o := range []struct{ flag, key, usage string }{
+		{"listen", "listen", "proxy listen `address` (overrides the config)"},
+		{"log-level", "log.level", "log `level`: debug, info, warn, error"},
+		{"log-format", "log.format", "log `format`: text or json"},
+		{"state-dir", "state_dir", "state `directory`"},
+	} {
+		fs.Func(o.flag, o.usage, func(v string) error { cf.overrides[o.key] = v; return nil })
+	}
+}
+
+func (cf *configFlags) load(c *cli) (*configs.Config, error) {
+	return configs.Load(configs.LoadOptions{File: cf.file, Environ: c.environ, Overrides: cf.overrides})
+}
+
+func isConfigError(err error) bool {
+	var one *configs.Error
+	var many configs.Errors
+	return errors.As(err, &one) || errors.As(err, &many)
+}
+
+// parseFlags parses args and refuses stray positional arguments.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return usageError{fmt.Errorf("%s flags:\n%s", fs.Name(), flagUsage(fs))}
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}
+
+func flagUsage(fs *flag.FlagSet) string {
+	var b strings.Builder
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	return b.String()
+}
+
+func newLogger(w io.Writer, cfg configs.Log) *slog.Logger {
+	level := slog.LevelInfo
+	_ = level.UnmarshalText([]byte(cfg.Level)) // validated by configs
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// components are everything built from a config, ready to serve.
+type components struct {
+	sources map[string]*credentials.Refreshing
+	proxy   *proxy.Server
+}
+
+func (cs *components) close() {
+	for _, s := range cs.sources {
+		_ = s.Close()
+	}
+}
+
+// provision opens what the config names (files, profiles) so that a broken
+// reference fails at start, not on the first request. It binds nothing.
+func provision(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*components, error) {
+	cs := &components{sources: make(map[string]*credentials.Refreshing)}
+	for name, sc := range cfg.Sources {
+		p, err := newProvider(ctx, sc)
+		if err != nil {
+			cs.close()
+			return nil, fmt.Errorf("sources.%s: %w", name, err)
+		}
+		cs.sources[name] = credentials.NewSource(name, p, credentials.SourceOptions{
+			Method: sc.Method,
+			Logger: log,
+		})
+	}
+	roots, err := upstreamRoots(cfg.Upstream.CAFile)
+	if err != nil {
+		cs.close()
+		return nil, err
+	}
+	spoolDir := filepath.Join(cfg.StateDir, "spool")
+	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
+		cs.close()
+		return nil, fmt.Errorf("state_dir: create spool directory: %w", err)
+	}
+	opts := proxy.Options{
+		Listen:        cfg.Listen,
+		DenyUnmatched: cfg.Unmatched == "deny",
+		Upstream:      proxy.UpstreamOptions{ConnectTo: cfg.Upstream.ConnectTo, RootCAs: roots},
+		Signer:        signer.New(signer.Options{SpoolDir: spoolDir, Logger: log}),
+		Logger:        log,
+	}
+	for _, rc := range cfg.Routes {
+		opts.Routes = append(opts.Routes, proxy.Route{
+			Hosts:          rc.Hosts,
+			PathPrefix:     rc.PathPrefix,
+			Source:         cs.sources[rc.Source],
+			Scope:          signer.Scope{Service: rc.Service, Region: rc.Region},
+			SigningHost:    rc.SigningHost,
+			Payload:        signer.PayloadMode(rc.Payload),
+			UpstreamScheme: rc.UpstreamScheme,
+		})
+	}
+	for i, rc := range cfg.Reverse {
+		u, err := url.Parse(rc.Upstream)
+		if err != nil {
+			cs.close()
+			return nil, fmt.Errorf("reverse[%d].upstream: %w", i, err)
+		}
+		opts.Reverse = append(opts.Reverse, proxy.Reverse{
+			Listen:   rc.Listen,
+			Upstream: u,
+			Source:   cs.sources[rc.Source],
+			Scope:    signer.Scope{Service: rc.Service, Region: rc.Region},
+			Payload:  signer.PayloadMode(rc.Payload),
+		})
+	}
+	cs.proxy, err = proxy.New(opts)
+	if err != nil {
+		cs.close()
+		return nil, err
+	}
+	return cs, nil
+}
+
+func newProvider(ctx context.Context, sc configs.Source) (credentials.Provider, error) {
+	switch sc.Method {
+	case configs.MethodStatic:
+		if sc.Static == nil {
+			return nil, errors.New("method static needs a static block")
+		}
+		return credentials.NewStatic(sc.Static.AccessKeyID, sc.Static.SecretAccessKey, sc.Static.SessionToken)
+	case configs.MethodChain:
+		var profile string
+		if sc.Chain != nil {
+			profile = sc.Chain.Profile
+		}
+		return credentials.NewChain(ctx, credentials.ChainOptions{Profile: profile})
+	default:
+		return nil, fmt.Errorf("method %q is not available in this build", sc.Method)
+	}
+}
+
+// upstreamRoots is the system pool plus upstream.ca_file: a private CA adds
+// to the public ones rather than replacing them.
+func upstreamRoots(caFile string) (*x509.CertPool, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("upstream.ca_file: %w", err)
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("upstream.ca_file: %s holds no PEM certificate", caFile)
+	}
+	return pool, nil
+}

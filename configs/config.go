@@ -1,0 +1,135 @@
+// Package configs holds signet's configuration schema and loads it from the
+// embedded defaults, a config file, SIGNET_* environment variables and
+// command-line overrides, in that order of precedence (later wins).
+//
+// Decoding is strict: an unknown key is an error, because a typo such as
+// `paylaod:` must never silently change what gets signed. Every problem is
+// reported as an *Error inside an Errors value, so the CLI can tell a config
+// mistake (exit status 2) from any other failure.
+//
+// A *Config returned by Load is a snapshot: nothing in signet mutates it.
+// A reload builds and validates a new one.
+package configs
+
+import "time"
+
+// Source methods. The planned methods are recognised so that their error
+// says they are missing from this build rather than that they are misspelt.
+const (
+	MethodStatic = "static"
+	MethodChain  = "chain"
+)
+
+// Payload hash strategies for routes and reverse listeners.
+const (
+	PayloadAuto     = "auto"
+	PayloadUnsigned = "unsigned"
+	PayloadSigned   = "signed"
+)
+
+// Upstream schemes for routes.
+const (
+	SchemeHTTPS = "https"
+	SchemeHTTP  = "http"
+)
+
+// What to do with a request that no route matches.
+const (
+	UnmatchedForward = "forward"
+	UnmatchedDeny    = "deny"
+)
+
+// Log levels and formats.
+const (
+	LogLevelDebug = "debug"
+	LogLevelInfo  = "info"
+	LogLevelWarn  = "warn"
+	LogLevelError = "error"
+
+	LogFormatText = "text"
+	LogFormatJSON = "json"
+)
+
+// Config is the whole configuration. The koanf tags are the public key
+// names; the yaml, json and toml tags exist only for Render.
+// Config is the whole configuration. The koanf tags are the public key
+// names; the yaml, json and toml tags on the nested types exist for Render.
+type Config struct {
+	// Listen is the forward-proxy address, host:port. Port 0 picks a free port.
+	Listen string `koanf:"listen"`
+	// StateDir holds the local CA. Load resolves "" from XDG_STATE_HOME or
+	// HOME, so a loaded config always has an absolute path here.
+	StateDir string `koanf:"state_dir"`
+	// ShutdownTimeout is how long requests may drain after SIGINT/SIGTERM.
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+
+	Log       Log               `koanf:"log"`
+	Sources   map[string]Source `koanf:"sources"`
+	Routes    []Route           `koanf:"routes"`
+	Unmatched string            `koanf:"unmatched"`
+	Upstream  Upstream          `koanf:"upstream"`
+	Reverse   []Reverse         `koanf:"reverse"`
+}
+
+// Log configures log/slog.
+type Log struct {
+	Level  string `koanf:"level" yaml:"level" json:"level" toml:"level"`
+	Format string `koanf:"format" yaml:"format" json:"format" toml:"format"`
+}
+
+// Source is a named credential source. Exactly the block that matches
+// Method may be set.
+type Source struct {
+	Method string  `koanf:"method" yaml:"method" json:"method" toml:"method"`
+	Static *Static `koanf:"static" yaml:"static,omitempty" json:"static,omitempty" toml:"static,omitempty"`
+	Chain  *Chain  `koanf:"chain" yaml:"chain,omitempty" json:"chain,omitempty" toml:"chain,omitempty"`
+}
+
+// Static holds long-lived or pre-fetched credentials.
+type Static struct {
+	AccessKeyID     string `koanf:"access_key_id" yaml:"access_key_id" json:"access_key_id" toml:"access_key_id"`
+	SecretAccessKey string `koanf:"secret_access_key" yaml:"secret_access_key" json:"secret_access_key" toml:"secret_access_key"`
+	SessionToken    string `koanf:"session_token" yaml:"session_token,omitempty" json:"session_token,omitempty" toml:"session_token,omitempty"`
+}
+
+// Chain selects the AWS SDK default credential chain, optionally with a
+// shared-config profile.
+type Chain struct {
+	Profile string `koanf:"profile" yaml:"profile,omitempty" json:"profile,omitempty" toml:"profile,omitempty"`
+}
+
+// Route decides which requests are signed and how. Routes are tried in
+// order; the first match wins.
+type Route struct {
+	// Hosts are lowercase path.Match globs on the hostname without port;
+	// '*' also crosses dots.
+	Hosts          []string `koanf:"hosts" yaml:"hosts" json:"hosts" toml:"hosts"`
+	PathPrefix     string   `koanf:"path_prefix" yaml:"path_prefix,omitempty" json:"path_prefix,omitempty" toml:"path_prefix,omitempty"`
+	Source         string   `koanf:"source" yaml:"source" json:"source" toml:"source"`
+	Service        string   `koanf:"service" yaml:"service,omitempty" json:"service,omitempty" toml:"service,omitempty"`
+	Region         string   `koanf:"region" yaml:"region,omitempty" json:"region,omitempty" toml:"region,omitempty"`
+	SigningHost    string   `koanf:"signing_host" yaml:"signing_host,omitempty" json:"signing_host,omitempty" toml:"signing_host,omitempty"`
+	Payload        string   `koanf:"payload" yaml:"payload" json:"payload" toml:"payload"`
+	UpstreamScheme string   `koanf:"upstream_scheme" yaml:"upstream_scheme" json:"upstream_scheme" toml:"upstream_scheme"`
+}
+
+// Upstream configures how signet dials upstreams.
+type Upstream struct {
+	// ConnectTo maps "host", "host:port" or a glob of either to the
+	// "host:port" to dial instead, like curl --connect-to. Keys contain
+	// dots, so they are never treated as nested keys.
+	ConnectTo map[string]string `koanf:"connect_to" yaml:"connect_to,omitempty" json:"connect_to,omitempty" toml:"connect_to,omitempty"`
+	// CAFile is a PEM bundle added to the system roots; the proxy checks
+	// that it exists when it starts.
+	CAFile string `koanf:"ca_file" yaml:"ca_file,omitempty" json:"ca_file,omitempty" toml:"ca_file,omitempty"`
+}
+
+// Reverse is a listener that sends every request to one upstream.
+type Reverse struct {
+	Listen   string `koanf:"listen" yaml:"listen" json:"listen" toml:"listen"`
+	Upstream string `koanf:"upstream" yaml:"upstream" json:"upstream" toml:"upstream"`
+	Source   string `koanf:"source" yaml:"source" json:"source" toml:"source"`
+	Service  string `koanf:"service" yaml:"service,omitempty" json:"service,omitempty" toml:"service,omitempty"`
+	Region   string `koanf:"region" yaml:"region,omitempty" json:"region,omitempty" toml:"region,omitempty"`
+	Payload  string `koanf:"payload" yaml:"payload" json:"payload" toml:"payload"`
+}

@@ -1,0 +1,675 @@
+package configs_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/signet-proxy/signet/configs"
+)
+
+// home is the environment most tests load with, so state_dir resolves
+// without touching the real process environment.
+var home = []string{"HOME=/home/test"}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// findError returns the *Error for key, failing the test if err is not a
+// config error or does not mention key.
+func findError(t *testing.T, err error, key string) *configs.Error {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error; want one for %q", key)
+	}
+	var all configs.Errors
+	if !errors.As(err, &all) {
+		t.Fatalf("error %T is not configs.Errors: %v", err, err)
+	}
+	var one *configs.Error
+	if !errors.As(err, &one) {
+		t.Fatalf("errors.As(*configs.Error) failed on %v", err)
+	}
+	for _, e := range all {
+		if e.Key == key {
+			return e
+		}
+	}
+	t.Fatalf("no error for key %q in:\n%v", key, err)
+	return nil
+}
+
+func TestLoadDefault(t *testing.T) {
+	cfg, err := configs.Load(configs.LoadOptions{Environ: home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &configs.Config{
+		Listen:          "127.0.0.1:8080",
+		StateDir:        "/home/test/.local/state/signet",
+		ShutdownTimeout: 30 * time.Second,
+		Log:             configs.Log{Level: "info", Format: "text"},
+		Sources:         map[string]configs.Source{"default": {Method: configs.MethodChain}},
+		Routes: []configs.Route{{
+			Hosts:          []string{"*.amazonaws.com", "*.amazonaws.com.cn", "*.api.aws", "*.on.aws"},
+			Source:         "default",
+			Payload:        configs.PayloadAuto,
+			UpstreamScheme: configs.SchemeHTTPS,
+		}},
+		Unmatched: configs.UnmatchedForward,
+		Upstream:  configs.Upstream{ConnectTo: map[string]string{}},
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("got  %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestStateDirResolution(t *testing.T) {
+	tests := []struct {
+		name    string
+		environ []string
+		file    string
+		want    string
+		wantErr string
+	}{
+		{name: "home", environ: []string{"HOME=/h"}, want: "/h/.local/state/signet"},
+		{name: "xdg wins", environ: []string{"HOME=/h", "XDG_STATE_HOME=/x"}, want: "/x/signet"},
+		{name: "relative xdg ignored", environ: []string{"HOME=/h", "XDG_STATE_HOME=x"}, want: "/h/.local/state/signet"},
+		{name: "explicit", environ: nil, file: "state_dir: /var/lib/signet\n", want: "/var/lib/signet"},
+		{name: "env", environ: []string{"SIGNET_STATE_DIR=/e"}, want: "/e"},
+		{name: "nothing", environ: nil, wantErr: "neither XDG_STATE_HOME nor HOME"},
+		{name: "relative", environ: nil, file: "state_dir: rel/dir\n", wantErr: `"rel/dir" is not an absolute path`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := configs.LoadOptions{Environ: tt.environ}
+			if tt.file != "" {
+				opts.File = writeFile(t, "c.yaml", tt.file)
+			}
+			cfg, err := configs.Load(opts)
+			if tt.wantErr != "" {
+				e := findError(t, err, "state_dir")
+				if !strings.Contains(e.Error(), tt.wantErr) {
+					t.Errorf("error %q does not contain %q", e, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.StateDir != tt.want {
+				t.Errorf("StateDir = %q, want %q", cfg.StateDir, tt.want)
+			}
+		})
+	}
+}
+
+// TestErrorRules checks that each rule's error names the key (with list
+// indexes), the bad value and what is accepted.
+func TestErrorRules(t *testing.T) {
+	const sources = "sources:\n  s:\n    method: chain\n"
+	tests := []struct {
+		name, yaml string
+		key        string
+		value      string // "" means the error has no value
+		contains   string // in Error()
+	}{
+		{"payload typo value", sources + "routes:\n  - {hosts: [a.com], source: s}\n  - {hosts: [b.com], source: s, payload: sigend}\n",
+			"routes[1].payload", "sigend", `config: routes[1].payload: "sigend" is not valid; accepted: auto, unsigned, signed`},
+		{"null value", "routes:\n", "routes", "", "has no value"},
+		{"null nested value", "log:\n  level:\n", "log.level", "", "has no value"},
+		{"unknown top key", "rutes: []\n", "rutes", "", "is not a known key; accepted: listen, state_dir"},
+		{"unknown route key", sources + "routes:\n  - {hosts: [a.com], source: s, paylaod: signed}\n", "routes[0].paylaod", "", "is not a known key; accepted: hosts, path_prefix"},
+		{"unknown nested key", "log:\n  lvl: debug\n", "log.lvl", "", "accepted: level, format"},
+		{"unknown source key", "sources:\n  s:\n    method: chain\n    profile: x\n", "sources.s.profile", "", "accepted: method, static, chain"},
+		{"bad duration", "shutdown_timeout: 30 seconds\n", "shutdown_timeout", "30 seconds", "a Go duration like 30s or 5m"},
+		{"bare number duration", "shutdown_timeout: 30\n", "shutdown_timeout", "30", "a Go duration like 30s or 5m"},
+		{"zero duration", "shutdown_timeout: 0s\n", "shutdown_timeout", "0s", "must be greater than zero"},
+		{"listen no port", "listen: localhost\n", "listen", "localhost", "accepted: host:port"},
+		{"listen port range", "listen: 127.0.0.1:70000\n", "listen", "127.0.0.1:70000", "numeric port 0-65535"},
+		{"listen named port", "listen: 127.0.0.1:http\n", "listen", "127.0.0.1:http", "numeric port"},
+		{"listen number", "listen: 8080\n", "listen", "8080", "must be a string, not a number"},
+		{"log level", "log: {level: verbose}\n", "log.level", "verbose", "accepted: debug, info, warn, error"},
+		{"log format", "log: {format: xml}\n", "log.format", "xml", "accepted: text, json"},
+		{"unmatched", "unmatched: drop\n", "unmatched", "drop", "accepted: forward, deny"},
+		{"source name", "sources:\n  Prod:\n    method: chain\n", "sources.Prod", "Prod", "is not a valid source name"},
+		{"method missing", "sources:\n  s: {}\n", "sources.s.method", "", "is required; accepted: static, chain"},
+		{"method planned", "sources:\n  s: {method: sts}\n", "sources.s.method", "sts", "method sts is not available in this build yet"},
+		{"method unknown", "sources:\n  s: {method: magic}\n", "sources.s.method", "magic", "is not valid; accepted: static, chain"},
+		{"static block missing", "sources:\n  s: {method: static}\n", "sources.s.static", "", "is required when method is static"},
+		{"static key id missing", "sources:\n  s: {method: static, static: {secret_access_key: x}}\n", "sources.s.static.access_key_id", "", "is required"},
+		{"static secret missing", "sources:\n  s: {method: static, static: {access_key_id: x}}\n", "sources.s.static.secret_access_key", "", "is required"},
+		{"chain block on static", "sources:\n  s: {method: static, static: {access_key_id: a, secret_access_key: b}, chain: {profile: p}}\n", "sources.s.chain", "", "is not allowed when method is static"},
+		{"static block on chain", "sources:\n  s: {method: chain, static: {access_key_id: a, secret_access_key: b}}\n", "sources.s.static", "", "is not allowed when method is chain"},
+		{"hosts missing", sources + "routes:\n  - {source: s}\n", "routes[0].hosts", "", "is required"},
+		{"hosts not a list", sources + "routes:\n  - {hosts: a.com, source: s}\n", "routes[0].hosts", "a.com", "must be a list, not a string"},
+		{"host bad glob", sources + "routes:\n  - {hosts: [a.com, \"[a\"], source: s}\n", "routes[0].hosts[1]", "[a", "is not a valid glob"},
+		{"host with port", sources + "routes:\n  - {hosts: [\"a.com:443\"], source: s}\n", "routes[0].hosts[0]", "a.com:443", "without port"},
+		{"path prefix", sources + "routes:\n  - {hosts: [a.com], source: s, path_prefix: bucket}\n", "routes[0].path_prefix", "bucket", `does not start with "/"`},
+		{"route source missing", sources + "routes:\n  - {hosts: [a.com]}\n", "routes[0].source", "", "is required; accepted: one of the sources: default, s"},
+		{"route source unknown", sources + "routes:\n  - {hosts: [a.com], source: s}\n  - {hosts: [a.com], source: s}\n  - {hosts: [a.com], source: prd}\n", "routes[2].source", "prd", "is not a declared source; accepted: one of the sources: default, s"},
+		{"service", sources + "routes:\n  - {hosts: [a.com], source: s, service: s3_x}\n", "routes[0].service", "s3_x", "letters, digits and '-'"},
+		{"region", sources + "routes:\n  - {hosts: [a.com], source: s, region: useast1}\n", "routes[0].region", "useast1", "like us-east-1"},
+		{"signing host", sources + "routes:\n  - {hosts: [a.com], source: s, signing_host: \"a b\"}\n", "routes[0].signing_host", "a b", "host or host:port"},
+		{"upstream scheme", sources + "routes:\n  - {hosts: [a.com], source: s, upstream_scheme: ftp}\n", "routes[0].upstream_scheme", "ftp", "accepted: https, http"},
+		{"connect_to key", "upstream:\n  connect_to:\n    \"a:b:c\": 127.0.0.1:1\n", `upstream.connect_to["a:b:c"]`, "a:b:c", "is not a valid key"},
+		{"connect_to value", "upstream:\n  connect_to:\n    s3.amazonaws.com:80: nowhere\n", `upstream.connect_to["s3.amazonaws.com:80"]`, "nowhere", "host:port"},
+		{"reverse listen missing", sources + "reverse:\n  - {upstream: \"https://h\", source: s}\n", "reverse[0].listen", "", "is required"},
+		{"reverse listen equals listen", sources + "reverse:\n  - {listen: \"127.0.0.1:8080\", upstream: \"https://h\", source: s}\n", "reverse[0].listen", "127.0.0.1:8080", "is already used by listen"},
+		{"reverse listens collide", sources + "reverse:\n  - {listen: \"127.0.0.1:9000\", upstream: \"https://h\", source: s}\n  - {listen: \"127.0.0.1:9000\", upstream: \"https://h\", source: s}\n", "reverse[1].listen", "127.0.0.1:9000", "is already used by reverse[0].listen"},
+		{"reverse upstream scheme", sources + "reverse:\n  - {listen: \"127.0.0.1:9000\", upstream: \"ftp://h\", source: s}\n", "reverse[0].upstream", "ftp://h", "is not an http or https URL"},
+		{"reverse upstream path", sources + "reverse:\n  - {listen: \"127.0.0.1:9000\", upstream: \"https://h/bucket\", source: s}\n", "reverse[0].upstream", "https://h/bucket", "has a path"},
+		{"reverse upstream query", sources + "reverse:\n  - {listen: \"127.0.0.1:9000\", upstream: \"https://h/?x=1\", source: s}\n", "reverse[0].upstream", "https://h/?x=1", "has a query"},
+		{"reverse upstream relative", sources + "reverse:\n  - {listen: \"127.0.0.1:9000\", upstream: \"h:9000\", source: s}\n", "reverse[0].upstream", "h:9000", "is not an http or https URL"},
+		{"reverse upstream no host", sources + "reverse:\n  - {listen: \"127.0.0.1:9000\", upstream: \"https://\", source: s}\n", "reverse[0].upstream", "https:", "has no host"},
+		{"reverse upstream missing", sources + "reverse:\n  - {listen: \"127.0.0.1:9000\", source: s}\n", "reverse[0].upstream", "", "is required"},
+		{"reverse source", sources + "reverse:\n  - {listen: \"127.0.0.1:9000\", upstream: \"https://h\", source: x}\n", "reverse[0].source", "x", "is not a declared source"},
+		{"reverse payload", sources + "reverse:\n  - {listen: \"127.0.0.1:9000\", upstream: \"https://h\", source: s, payload: all}\n", "reverse[0].payload", "all", "accepted: auto, unsigned, signed"},
+		{"reverse region", sources + "reverse:\n  - {listen: \"127.0.0.1:9000\", upstream: \"https://h\", source: s, region: mars}\n", "reverse[0].region", "mars", "like us-east-1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := configs.LoadBytes([]byte("state_dir: /s\n"+tt.yaml), configs.FormatYAML)
+			e := findError(t, err, tt.key)
+			if e.Value != tt.value {
+				t.Errorf("Value = %q, want %q", e.Value, tt.value)
+			}
+			if !strings.Contains(e.Error(), tt.contains) {
+				t.Errorf("error %q does not contain %q", e.Error(), tt.contains)
+			}
+			if e.Origin == "" {
+				t.Errorf("error %q has no origin", e.Error())
+			}
+		})
+	}
+}
+
+func TestAcceptedConfigs(t *testing.T) {
+	tests := []struct{ name, yaml string }{
+		{"port zero", "listen: 127.0.0.1:0\n"},
+		{"all interfaces", "listen: :8080\n"},
+		{"ipv6", "listen: \"[::1]:8080\"\n"},
+		{"reverse port zero twice", "listen: 127.0.0.1:0\nreverse:\n  - {listen: \"127.0.0.1:0\", upstream: \"http://h\", source: default}\n  - {listen: \"127.0.0.1:0\", upstream: \"https://h:9000/\", source: default}\n"},
+		{"uppercase service", "routes:\n  - {hosts: [a.com], source: default, service: IoTSecuredTunneling, region: us-gov-west-1}\n"},
+		{"unused source", "sources:\n  spare: {method: chain, chain: {profile: p}}\n"},
+		{"connect_to forms", "upstream:\n  connect_to:\n    a.com: 127.0.0.1:1\n    \"*.s3.us-east-1.amazonaws.com:80\": 127.0.0.1:2\n    \"[::1]:443\": \"[::1]:8443\"\n"},
+		{"signing host with port", "routes:\n  - {hosts: [a.com], source: default, signing_host: \"b.com:8443\", path_prefix: /x}\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := configs.LoadBytes([]byte("state_dir: /s\n"+tt.yaml), configs.FormatYAML); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestHostsLowercased(t *testing.T) {
+	cfg, err := configs.LoadBytes([]byte("state_dir: /s\nroutes:\n  - {hosts: [\"*.S3.Amazonaws.COM\"], source: default}\n"), configs.FormatYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Routes[0].Hosts[0]; got != "*.s3.amazonaws.com" {
+		t.Errorf("host = %q", got)
+	}
+}
+
+func TestReportsEveryProblem(t *testing.T) {
+	_, err := configs.LoadBytes([]byte(`
+state_dir: /s
+shutdown_timeout: soon
+log: {level: loud}
+routes:
+  - {hosts: [a.com], source: nope, paylaod: signed}
+`), configs.FormatYAML)
+	for _, key := range []string{"shutdown_timeout", "log.level", "routes[0].source", "routes[0].paylaod"} {
+		findError(t, err, key)
+	}
+	var all configs.Errors
+	errors.As(err, &all)
+	if len(all) != 4 {
+		t.Errorf("got %d errors, want 4:\n%v", len(all), err)
+	}
+}
+
+func TestOrigin(t *testing.T) {
+	file := writeFile(t, "signet.yaml", "routes:\n  - {hosts: [a.com], source: default, payload: sigend}\n")
+	tests := []struct {
+		name   string
+		opts   configs.LoadOptions
+		key    string
+		origin string
+	}{
+		{"file", configs.LoadOptions{File: file, Environ: home}, "routes[0].payload", "file " + file},
+		{"env", configs.LoadOptions{Environ: append([]string{"SIGNET_LOG__LEVEL=loud"}, home...)}, "log.level", "env SIGNET_LOG__LEVEL"},
+		{"flag", configs.LoadOptions{Environ: home, Overrides: map[string]string{"log.level": "loud"}}, "log.level", "flag --log-level"},
+		{"flag underscore", configs.LoadOptions{Environ: home, Overrides: map[string]string{"shutdown_timeout": "x"}}, "shutdown_timeout", "flag --shutdown-timeout"},
+		{"default", configs.LoadOptions{}, "state_dir", "default"},
+		{"unknown env", configs.LoadOptions{Environ: append([]string{"SIGNET_LSTEN=:1"}, home...)}, "lsten", "env SIGNET_LSTEN"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := configs.Load(tt.opts)
+			e := findError(t, err, tt.key)
+			if e.Origin != tt.origin {
+				t.Errorf("Origin = %q, want %q", e.Origin, tt.origin)
+			}
+			if !strings.Contains(e.Error(), "(from "+tt.origin+")") {
+				t.Errorf("error %q does not name its origin", e)
+			}
+		})
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	file := writeFile(t, "c.toml", "listen = \"127.0.0.1:1\"\n[log]\nlevel = \"warn\"\nformat = \"json\"\n")
+	tests := []struct {
+		name                  string
+		env                   []string
+		overrides             map[string]string
+		listen, level, format string
+	}{
+		{name: "file over default", listen: "127.0.0.1:1", level: "warn", format: "json"},
+		{name: "env over file", env: []string{"SIGNET_LISTEN=127.0.0.1:2", "SIGNET_LOG__LEVEL=debug"}, listen: "127.0.0.1:2", level: "debug", format: "json"},
+		{name: "flag over env", env: []string{"SIGNET_LISTEN=127.0.0.1:2"}, overrides: map[string]string{"listen": "127.0.0.1:3", "log.format": "text"}, listen: "127.0.0.1:3", level: "warn", format: "text"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := configs.Load(configs.LoadOptions{File: file, Environ: append(tt.env, home...), Overrides: tt.overrides})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Listen != tt.listen || cfg.Log.Level != tt.level || cfg.Log.Format != tt.format {
+				t.Errorf("got listen=%q level=%q format=%q; want %q %q %q", cfg.Listen, cfg.Log.Level, cfg.Log.Format, tt.listen, tt.level, tt.format)
+			}
+		})
+	}
+}
+
+func TestEnvNesting(t *testing.T) {
+	cfg, err := configs.Load(configs.LoadOptions{
+		Environ: []string{
+			"HOME=/h",
+			"SIGNET_STATE_DIR=/state",
+			"SIGNET_SHUTDOWN_TIMEOUT=5s",
+			"SIGNET_SOURCES__PROD__METHOD=static",
+			"SIGNET_SOURCES__PROD__STATIC__ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE",
+			"SIGNET_SOURCES__PROD__STATIC__SECRET_ACCESS_KEY=secret/with=equals",
+			"SIGNET_UNMATCHED=deny",
+			"SIGNET_CONFIG=/etc/signet.yaml",
+			"OTHER_LISTEN=ignored",
+		},
+		IgnoreEnv: []string{"SIGNET_CONFIG"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := configs.Source{Method: "static", Static: &configs.Static{AccessKeyID: "AKIAIOSFODNN7EXAMPLE", SecretAccessKey: "secret/with=equals"}}
+	if got := cfg.Sources["prod"]; !reflect.DeepEqual(got, want) {
+		t.Errorf("sources.prod = %+v", got)
+	}
+	if cfg.StateDir != "/state" || cfg.ShutdownTimeout != 5*time.Second || cfg.Unmatched != "deny" {
+		t.Errorf("got %q %v %q", cfg.StateDir, cfg.ShutdownTimeout, cfg.Unmatched)
+	}
+}
+
+func TestEnvErrorsNameVariable(t *testing.T) {
+	tests := []struct{ env, want string }{
+		{"SIGNET_LOG__LEVL=debug", "config: log.levl: is not a known key; accepted: level, format (from env SIGNET_LOG__LEVL)"},
+		{"SIGNET_CONFIG=/x", "(from env SIGNET_CONFIG)"},
+		{"SIGNET_LOG__=debug", "config: env SIGNET_LOG__: does not name a config key"},
+		{"SIGNET_=x", "config: env SIGNET_: does not name a config key"},
+		{"SIGNET_SOURCES__P__STATIC__SECRET_ACCESS_KEY=hunter2", "sources.p.method: is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.env, func(t *testing.T) {
+			_, err := configs.Load(configs.LoadOptions{Environ: []string{"HOME=/h", tt.env}})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v does not contain %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error leaks a secret: %v", err)
+			}
+		})
+	}
+}
+
+// sameConfig is one config in each format. Its connect_to keys contain
+// dots and colons, which must stay whole keys.
+var sameConfig = map[string]string{
+	"yaml": `
+state_dir: /s
+listen: 127.0.0.1:0
+shutdown_timeout: 1m
+log: {level: debug, format: json}
+sources:
+  prod:
+    method: static
+    static: {access_key_id: AKIAIOSFODNN7EXAMPLE, secret_access_key: sekret, session_token: tok}
+  dev:
+    method: chain
+    chain: {profile: dev}
+routes:
+  - hosts: ["*.s3.us-east-1.amazonaws.com"]
+    path_prefix: /bucket
+    source: prod
+    service: s3
+    region: us-east-1
+    signing_host: s3.us-east-1.amazonaws.com
+    payload: unsigned
+    upstream_scheme: http
+unmatched: deny
+upstream:
+  connect_to:
+    s3.us-east-1.amazonaws.com:80: 127.0.0.1:9000
+    "*.s3.us-east-1.amazonaws.com:80": 127.0.0.1:9001
+    sts.amazonaws.com: 127.0.0.1:9002
+  ca_file: /ca.pem
+reverse:
+  - listen: 127.0.0.1:9100
+    upstream: https://minio.example.com:9000
+    source: dev
+    service: s3
+    region: eu-west-1
+    payload: signed
+`,
+	"toml": `
+state_dir = "/s"
+listen = "127.0.0.1:0"
+shutdown_timeout = "1m"
+unmatched = "deny"
+[log]
+level = "debug"
+format = "json"
+[sources.prod]
+method = "static"
+static = { access_key_id = "AKIAIOSFODNN7EXAMPLE", secret_access_key = "sekret", session_token = "tok" }
+[sources.dev]
+method = "chain"
+chain = { profile = "dev" }
+[[routes]]
+hosts = ["*.s3.us-east-1.amazonaws.com"]
+path_prefix = "/bucket"
+source = "prod"
+service = "s3"
+region = "us-east-1"
+signing_host = "s3.us-east-1.amazonaws.com"
+payload = "unsigned"
+upstream_scheme = "http"
+[upstream]
+ca_file = "/ca.pem"
+[upstream.connect_to]
+"s3.us-east-1.amazonaws.com:80" = "127.0.0.1:9000"
+"*.s3.us-east-1.amazonaws.com:80" = "127.0.0.1:9001"
+"sts.amazonaws.com" = "127.0.0.1:9002"
+[[reverse]]
+listen = "127.0.0.1:9100"
+upstream = "https://minio.example.com:9000"
+source = "dev"
+service = "s3"
+region = "eu-west-1"
+payload = "signed"
+`,
+	"json": `{
+  "state_dir": "/s", "listen": "127.0.0.1:0", "shutdown_timeout": "1m",
+  "log": {"level": "debug", "format": "json"},
+  "sources": {
+    "prod": {"method": "static", "static": {"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "sekret", "session_token": "tok"}},
+    "dev": {"method": "chain", "chain": {"profile": "dev"}}
+  },
+  "routes": [{"hosts": ["*.s3.us-east-1.amazonaws.com"], "path_prefix": "/bucket", "source": "prod", "service": "s3",
+    "region": "us-east-1", "signing_host": "s3.us-east-1.amazonaws.com", "payload": "unsigned", "upstream_scheme": "http"}],
+  "unmatched": "deny",
+  "upstream": {"connect_to": {"s3.us-east-1.amazonaws.com:80": "127.0.0.1:9000", "*.s3.us-east-1.amazonaws.com:80": "127.0.0.1:9001", "sts.amazonaws.com": "127.0.0.1:9002"}, "ca_file": "/ca.pem"},
+  "reverse": [{"listen": "127.0.0.1:9100", "upstream": "https://minio.example.com:9000", "source": "dev", "service": "s3", "region": "eu-west-1", "payload": "signed"}]
+}`,
+}
+
+func TestFormatsAgree(t *testing.T) {
+	var first *configs.Config
+	for _, format := range []string{"yaml", "toml", "json"} {
+		cfg, err := configs.LoadBytes([]byte(sameConfig[format]), format)
+		if err != nil {
+			t.Fatalf("%s: %v", format, err)
+		}
+		want := map[string]string{
+			"s3.us-east-1.amazonaws.com:80":   "127.0.0.1:9000",
+			"*.s3.us-east-1.amazonaws.com:80": "127.0.0.1:9001",
+			"sts.amazonaws.com":               "127.0.0.1:9002",
+		}
+		if !reflect.DeepEqual(cfg.Upstream.ConnectTo, want) {
+			t.Errorf("%s: connect_to = %v, want %v", format, cfg.Upstream.ConnectTo, want)
+		}
+		if first == nil {
+			first = cfg
+		} else if !reflect.DeepEqual(cfg, first) {
+			t.Errorf("%s differs from yaml:\n%+v\n%+v", format, cfg, first)
+		}
+		// The same again through a file, whose format comes from its name.
+		ext := map[string]string{"yaml": ".yml", "toml": ".toml", "json": ".JSON"}[format]
+		fromFile, err := configs.Load(configs.LoadOptions{File: writeFile(t, "c"+ext, sameConfig[format])})
+		if err != nil {
+			t.Fatalf("%s file: %v", format, err)
+		}
+		if !reflect.DeepEqual(fromFile, first) {
+			t.Errorf("%s file differs", format)
+		}
+	}
+}
+
+func TestConnectToKeysFromEnv(t *testing.T) {
+	cfg, err := configs.Load(configs.LoadOptions{Environ: []string{"HOME=/h", "SIGNET_UPSTREAM__CONNECT_TO__LOCALHOST=127.0.0.1:9"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Upstream.ConnectTo["localhost"]; got != "127.0.0.1:9" {
+		t.Errorf("connect_to = %v", cfg.Upstream.ConnectTo)
+	}
+}
+
+func TestFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name, file, content, want string
+	}{
+		{"missing", filepath.Join(dir, "nope.yaml"), "", "config: file " + filepath.Join(dir, "nope.yaml") + ": cannot be read: no such file or directory"},
+		{"extension", "signet.ini", "", "config: file signet.ini: has an unknown format; accepted: .yaml, .yml, .toml, .json"},
+		{"yaml syntax", "bad.yaml", "listen: a\n  b: [\n", "is not valid YAML: line 2"},
+		{"yaml not a map", "list.yaml", "- a\n", "is not valid YAML"},
+		{"toml syntax", "bad.toml", "listen = \"a\"\nlog = [\n", "is not valid TOML: line 2"},
+		{"json syntax", "bad.json", "{\n\"listen\": \"a\",\n}\n", "is not valid JSON: line 3"},
+		{"json not an object", "list.json", "\n[1]", "is not valid JSON: line 2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := tt.file
+			if tt.content != "" {
+				file = writeFile(t, tt.file, tt.content)
+			}
+			_, err := configs.Load(configs.LoadOptions{File: file, Environ: home})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v does not contain %q", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), file) {
+				t.Errorf("error %v does not name the file", err)
+			}
+			var e *configs.Error
+			if !errors.As(err, &e) || e.Origin != "file "+file {
+				t.Errorf("Origin = %q", e.Origin)
+			}
+		})
+	}
+}
+
+func TestMergeWithDefaultSource(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       configs.Source
+	}{
+		{"route uses default", "routes:\n  - {hosts: [a.com], source: default}\n", configs.Source{Method: "chain"}},
+		{"default made static", "sources:\n  default:\n    method: static\n    static: {access_key_id: AKIAIOSFODNN7EXAMPLE, secret_access_key: s}\n",
+			configs.Source{Method: "static", Static: &configs.Static{AccessKeyID: "AKIAIOSFODNN7EXAMPLE", SecretAccessKey: "s"}}},
+		{"default given a profile", "sources:\n  default:\n    chain: {profile: p}\n", configs.Source{Method: "chain", Chain: &configs.Chain{Profile: "p"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := configs.Load(configs.LoadOptions{File: writeFile(t, "c.yaml", tt.yaml), Environ: home})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Sources["default"]; !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("sources.default = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+const secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+const token = "FwoGZXIvYXdzEXAMPLETOKEN"
+
+func TestRedacted(t *testing.T) {
+	cfg, err := configs.LoadBytes([]byte(`
+state_dir: /s
+sources:
+  prod:
+    method: static
+    static: {access_key_id: AKIAIOSFODNN7EXAMPLE, secret_access_key: `+secret+`, session_token: `+token+`}
+  short:
+    method: static
+    static: {access_key_id: AKIA12, secret_access_key: `+secret+`}
+`), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Redacted()
+	if got := *r.Sources["prod"].Static; got != (configs.Static{AccessKeyID: "AKIA…MPLE", SecretAccessKey: "REDACTED", SessionToken: "REDACTED"}) {
+		t.Errorf("redacted = %+v", got)
+	}
+	if got := r.Sources["short"].Static.AccessKeyID; got != "REDACTED" {
+		t.Errorf("short key id = %q", got)
+	}
+	if cfg.Sources["prod"].Static.SecretAccessKey != secret {
+		t.Error("Redacted changed the original")
+	}
+	for _, format := range []string{"yaml", "json", "toml"} {
+		out, err := r.Render(format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{secret, token, "AKIAIOSFODNN7EXAMPLE"} {
+			if strings.Contains(string(out), s) {
+				t.Errorf("%s render contains %q:\n%s", format, s, out)
+			}
+		}
+	}
+}
+
+func TestSecretsNotInErrors(t *testing.T) {
+	tests := []string{
+		"sources:\n  p:\n    method: static\n    static: {access_key_id: a, secret_access_key: [" + secret + "]}\n",
+		"sources:\n  p:\n    method: static\n    static: {access_key_id: a, secret_access_key: 1234567890, session_token: 987654321}\n",
+		"sources:\n  p:\n    method: bogus\n    static: {access_key_id: a, secret_access_key: " + secret + ", session_token: " + token + "}\n",
+		"sources:\n  p:\n    method: static\n    static: {access_key_id: a, secret_access_key: \"" + secret + "\xff\"}\n",
+		"reverse:\n  - {listen: \"127.0.0.1:1\", upstream: \"https://user:" + secret + "@h/x\", source: default}\n",
+	}
+	for i, y := range tests {
+		_, err := configs.LoadBytes([]byte("state_dir: /s\n"+y), "yaml")
+		if err == nil {
+			t.Fatalf("%d: no error", i)
+		}
+		for _, s := range []string{secret, token, "1234567890", "987654321"} {
+			if strings.Contains(err.Error(), s) {
+				t.Errorf("%d: error leaks %q: %v", i, s, err)
+			}
+		}
+	}
+}
+
+func TestRenderRoundTrip(t *testing.T) {
+	inputs := map[string][]byte{"full": []byte(sameConfig["yaml"]), "default": []byte("state_dir: /s\n")}
+	for name, in := range inputs {
+		cfg, err := configs.LoadBytes(in, "yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, format := range []string{"", "yaml", "json", "toml"} {
+			out, err := cfg.Render(format)
+			if err != nil {
+				t.Fatal(err)
+			}
+			loadAs := format
+			if loadAs == "" {
+				loadAs = "yaml"
+			}
+			back, err := configs.LoadBytes(out, loadAs)
+			if err != nil {
+				t.Fatalf("%s/%s: %v\n%s", name, format, err, out)
+			}
+			if !reflect.DeepEqual(back, cfg) {
+				t.Errorf("%s/%s round trip differs:\n%s", name, format, out)
+			}
+		}
+	}
+	if _, err := (&configs.Config{}).Render("xml"); err == nil {
+		t.Error("Render(xml) succeeded")
+	}
+}
+
+func TestValidateOnBuiltConfig(t *testing.T) {
+	var c configs.Config
+	err := c.Validate()
+	for _, key := range []string{"listen", "state_dir", "shutdown_timeout", "log.level", "unmatched"} {
+		findError(t, err, key)
+	}
+}
+
+// TestExamples loads every file in examples/, so a new example is tested
+// as soon as it is added.
+func TestExamples(t *testing.T) {
+	files, err := filepath.Glob("examples/*")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			cfg, err := configs.Load(configs.LoadOptions{File: f, Environ: home})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestErrorFormat(t *testing.T) {
+	tests := []struct {
+		e    configs.Error
+		want string
+	}{
+		{configs.Error{Key: "routes[1].payload", Value: "sigend", Problem: "is not valid", Accepted: "auto, unsigned, signed"},
+			`config: routes[1].payload: "sigend" is not valid; accepted: auto, unsigned, signed`},
+		{configs.Error{Key: "listen", Problem: "is required", Origin: "flag --listen"}, "config: listen: is required (from flag --listen)"},
+		{configs.Error{Origin: "file a.yaml", Problem: "cannot be read: boom"}, "config: file a.yaml: cannot be read: boom"},
+	}
+	for _, tt := range tests {
+		if got := tt.e.Error(); got != tt.want {
+			t.Errorf("got  %s\nwant %s", got, tt.want)
+		}
+	}
+	multi := configs.Errors{&tests[0].e, &tests[1].e}
+	if got := multi.Error(); got != tests[0].want+"\n"+tests[1].want {
+		t.Errorf("Errors.Error() = %q", got)
+	}
+}

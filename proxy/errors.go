@@ -1,0 +1,111 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+
+	"github.com/signet-proxy/signet/credentials"
+	"github.com/signet-proxy/signet/signer"
+)
+
+// Error codes in the X-Signet-Error header. They are a public contract:
+// clients and runbooks match on them.
+const (
+	codeNotProxyRequest     = "not-a-proxy-request"
+	codeUnmatchedDenied     = "unmatched-host-denied"
+	codeConnectNotSupported = "connect-to-signing-host"
+	codeNoCredentials       = "no-credentials"
+	codeUnknownScope        = "unknown-signing-scope"
+	codeUnsupportedPayload  = "unsupported-payload"
+	codeBodyRead            = "request-body-read-failed"
+	codeSpool               = "request-body-spool-failed"
+	codeSign                = "signing-failed"
+	codeUpstreamUnreachable = "upstream-unreachable"
+	codeUpstreamTimeout     = "upstream-timeout"
+	codeUpstreamFailed      = "upstream-failed"
+	codeBadRequest          = "bad-request"
+)
+
+// proxyError is a failure that signet answers itself, never one of the
+// upstream's answers (those pass back unchanged).
+type proxyError struct {
+	status  int
+	code    string
+	message string
+	fix     string
+	cause   error
+}
+
+func (e *proxyError) Error() string {
+	if e.cause != nil {
+		return e.code + ": " + e.message + ": " + e.cause.Error()
+	}
+	return e.code + ": " + e.message
+}
+
+func (e *proxyError) Unwrap() error { return e.cause }
+
+// classify decides, in this one place, the answer for every error on the
+// request path. Error texts come from signet's own wrapping and never carry
+// a secret: Credentials values format themselves redacted.
+func classify(err error) *proxyError {
+	var pe *proxyError
+	if errors.As(err, &pe) {
+		return pe
+	}
+	switch {
+	case errors.Is(err, credentials.ErrUnavailable), errors.Is(err, signer.ErrNoCredentials):
+		return &proxyError{http.StatusBadGateway, codeNoCredentials, "no valid credentials to sign with",
+			"check the route's source (signet check -c FILE) and that its provider can reach its credentials", err}
+	case errors.Is(err, signer.ErrUnknownScope):
+		return &proxyError{http.StatusBadGateway, codeUnknownScope, "cannot tell the signing service and region for this host",
+			"set service and region on the route (or reverse listener) for this host", err}
+	case errors.Is(err, signer.ErrUnsupportedPayload):
+		return &proxyError{http.StatusNotImplemented, codeUnsupportedPayload, "this request's payload signing mode is not supported",
+			"send the body without aws-chunked signing, or set payload on the route", err}
+	case errors.Is(err, signer.ErrBadRequest):
+		return &proxyError{http.StatusBadRequest, codeBadRequest, "the request cannot be signed as it stands", "", err}
+	case errors.Is(err, signer.ErrBodyRead):
+		return &proxyError{http.StatusBadRequest, codeBodyRead, "reading the request body failed", "", err}
+	case errors.Is(err, signer.ErrSpool):
+		return &proxyError{http.StatusInternalServerError, codeSpool, "spooling the request body failed",
+			"check free space and permissions of the spool directory", err}
+	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
+		return &proxyError{http.StatusGatewayTimeout, codeUpstreamTimeout, "the upstream did not answer in time", "", err}
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return &proxyError{http.StatusBadGateway, codeUpstreamUnreachable, "cannot connect to the upstream",
+			"check the host, upstream.connect_to and the network", err}
+	}
+	return &proxyError{http.StatusBadGateway, codeUpstreamFailed, "the upstream request failed", "", err}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// errorBody is the JSON body of signet's own error answers.
+type errorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+	Cause   string `json:"cause,omitempty"`
+	Fix     string `json:"fix,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, pe *proxyError) {
+	body := errorBody{Error: pe.code, Message: pe.message, Fix: pe.fix}
+	if pe.cause != nil {
+		body.Cause = pe.cause.Error()
+	}
+	h := w.Header()
+	h.Set("X-Signet-Error", pe.code)
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(pe.status)
+	_ = json.NewEncoder(w).Encode(body)
+}

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The project's one test command: installs what the tests need (idempotent,
+# quick when already there), then gofmt, go vet, staticcheck, go test -race,
+# and a short fuzz pass over every Fuzz* target. Prints a one-line summary.
+#
+# Environment it reads (all optional):
+#   SIGNETTEST_VERSITYGW   use this versitygw binary instead of the cached one
+#   SIGNETTEST_STATICCHECK use this staticcheck binary instead of the cached one
+#   SIGNETTEST_FUZZTIME    per-target fuzz time (default 5s)
+#   CI=true                missing peers fail the e2e tests instead of skipping
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+VERSITYGW_VERSION=v1.8.0
+STATICCHECK_VERSION=v0.8.2 # staticcheck 2026.2.2, builds with Go 1.26
+FUZZTIME=${SIGNETTEST_FUZZTIME:-5s}
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/signet-test-peers/bin"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
+
+command -v go >/dev/null || die "go is not installed (Go 1.26 or newer is needed)"
+
+# ---------------------------------------------------------------- packages
+# curl and python3 are e2e clients; ca-certificates for the module proxy;
+# gcc and libc6-dev because -race needs cgo.
+missing_pkgs=()
+command -v curl >/dev/null || missing_pkgs+=(curl)
+command -v python3 >/dev/null || missing_pkgs+=(python3)
+[ -e /etc/ssl/certs/ca-certificates.crt ] || missing_pkgs+=(ca-certificates)
+command -v gcc >/dev/null || missing_pkgs+=(gcc libc6-dev)
+if ((${#missing_pkgs[@]})); then
+	log "installing Debian packages: ${missing_pkgs[*]}"
+	SUDO=
+	if [ "$(id -u)" != 0 ]; then
+		command -v sudo >/dev/null || die "need root (or sudo) to install: ${missing_pkgs[*]}"
+		SUDO=sudo
+	fi
+	$SUDO apt-get update
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends \
+		curl python3 ca-certificates "${missing_pkgs[@]}"
+fi
+
+# ------------------------------------------------------------- Go tools
+mkdir -p "$CACHE"
+# go_tool NAME PKG VERSION: install PKG@VERSION into $CACHE unless the marker
+# file says that version is already there.
+go_tool() {
+	local name=$1 pkg=$2 version=$3 marker="$CACHE/$1.version"
+	if [ -x "$CACHE/$name" ] && [ "$(cat "$marker" 2>/dev/null)" = "$version" ]; then
+		return 0
+	fi
+	log "installing $name $version into $CACHE"
+	rm -f "$marker"
+	(cd / && GOFLAGS= GOBIN="$CACHE" go install "$pkg@$version")
+	echo "$version" >"$marker"
+}
+if [ -z "${SIGNETTEST_VERSITYGW:-}" ]; then
+	go_tool versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION"
+	SIGNETTEST_VERSITYGW="$CACHE/versitygw"
+fi
+[ -x "$SIGNETTEST_VERSITYGW" ] || die "SIGNETTEST_VERSITYGW=$SIGNETTEST_VERSITYGW is not executable"
+export SIGNETTEST_VERSITYGW
+if [ -z "${SIGNETTEST_STATICCHECK:-}" ]; then
+	go_tool staticcheck honnef.co/go/tools/cmd/staticcheck "$STATICCHECK_VERSION"
+	SIGNETTEST_STATICCHECK="$CACHE/staticcheck"
+fi
+
+# ------------------------------------------------------------------ phases
+declare -a summary=()
+failed=()
+t_all=$SECONDS
+
+# phase NAME CMD...: runs CMD, records its time and result, goes on after a
+# failure so one run reports every broken phase.
+phase() {
+	local name=$1 t0=$SECONDS rc=0
+	shift
+	log "$name"
+	"$@" || rc=$?
+	local dt=$((SECONDS - t0))
+	if [ "$rc" = 0 ]; then
+		summary+=("$name ok ${dt}s")
+	else
+		summary+=("$name FAIL ${dt}s")
+		failed+=("$name")
+		log "$name FAILED (exit $rc)"
+	fi
+}
+
+check_gofmt() {
+	local out
+	out=$(gofmt -l .) || return 1
+	if [ -n "$out" ]; then
+		printf 'gofmt: these files need formatting (run gofmt -w):\n%s\n' "$out" >&2
+		return 1
+	fi
+}
+
+# Every "func FuzzXxx(" in a _test.go file, run for $FUZZTIME in its package.
+run_fuzz() {
+	local rc=0 n=0 file name dir
+	while IFS=: read -r file name; do
+		[ -n "$file" ] || continue
+		name=${name#func }
+		name=${name%%(*}
+		dir=./$(dirname "${file#./}")
+		n=$((n + 1))
+		log "fuzz $name in $dir for $FUZZTIME"
+		go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$dir" || rc=1
+	done < <(grep -rEo --include='*_test.go' --exclude-dir=.git --exclude-dir=vendor --exclude-dir=testdata \
+		'^func Fuzz[A-Za-z0-9_]*\(' . | sort)
+	log "fuzz: $n target(s)"
+	return $rc
+}
+
+phase gofmt check_gofmt
+phase vet go vet ./...
+phase staticcheck "$SIGNETTEST_STATICCHECK" ./...
+phase test go test -race -count=1 ./...
+phase fuzz run_fuzz
+
+total=$((SECONDS - t_all))
+IFS=';'
+if ((${#failed[@]})); then
+	echo "test.sh: FAIL (${failed[*]}) | ${summary[*]} | total ${total}s"
+	exit 1
+fi
+echo "test.sh: PASS | ${summary[*]} | total ${total}s"

@@ -1,0 +1,249 @@
+package signer
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+)
+
+const (
+	headerContentSHA256 = "X-Amz-Content-Sha256"
+
+	emptySHA256           = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+	unsignedPayload       = "UNSIGNED-PAYLOAD"
+	streamingUnsignedTrlr = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+
+	// spoolChunk is the copy buffer size: big enough that a large upload is
+	// not read in tiny syscalls, small enough to keep per-request memory low.
+	spoolChunk = 32 << 10
+)
+
+// payload settles the body of r and returns the payload hash to sign with.
+// When it spools, r.Body, r.ContentLength and r.GetBody are replaced and the
+// returned release removes the spool; on error nothing is left behind.
+func (s *Signer) payload(ctx context.Context, r *http.Request, p Params) (string, func(), error) {
+	s3 := isS3Style(p.Scope.Service)
+	switch p.Payload {
+	case "", PayloadAuto, PayloadSigned, PayloadUnsigned:
+	default:
+		return "", noRelease, fmt.Errorf("sign request for %q: payload mode %q: %w", hostOf(r), p.Payload, ErrUnsupportedPayload)
+	}
+
+	client := r.Header.Values(headerContentSHA256)
+	if len(client) > 1 {
+		return "", noRelease, fmt.Errorf("sign request for %q: %d X-Amz-Content-Sha256 headers: %w", hostOf(r), len(client), ErrUnsupportedPayload)
+	}
+	sent := len(client) == 1
+	if sent {
+		v := client[0]
+		switch {
+		case len(v) == 64 && isLowerHex(v):
+			// AWS checks the body against this hash, so trusting it cannot
+			// make signet vouch for a body the client did not send.
+			return v, noRelease, nil
+		case v == streamingUnsignedTrlr:
+			return v, noRelease, nil
+		case v == unsignedPayload:
+			if p.Payload == PayloadUnsigned || (s3 && p.Payload != PayloadSigned) {
+				return v, noRelease, nil
+			}
+			// Otherwise the route wants the body signed: hash it below and
+			// replace the header value.
+		case strings.HasPrefix(v, "STREAMING-"):
+			return "", noRelease, fmt.Errorf("sign request for %q: client streams signed aws-chunked payload %q, which signet cannot re-sign yet: %w", hostOf(r), v, ErrUnsupportedPayload)
+		default:
+			return "", noRelease, fmt.Errorf("sign request for %q: X-Amz-Content-Sha256 %q is neither a SHA-256 hex digest nor a known mode: %w", hostOf(r), truncate(v, 80), ErrUnsupportedPayload)
+		}
+	}
+
+	hash, release := emptySHA256, noRelease
+	switch {
+	case r.Body == nil || r.Body == http.NoBody:
+		// An outgoing request with a non-nil Body and ContentLength 0 has an
+		// unknown length, so only a missing body counts as empty.
+	case p.Payload == PayloadUnsigned,
+		p.Payload != PayloadSigned && s3 && strings.EqualFold(r.URL.Scheme, "https"):
+		// Streamed untouched. With an unknown length the SDK leaves
+		// content-length out of the signature and the transport sends
+		// chunked, which matches.
+		hash = unsignedPayload
+	default:
+		var err error
+		hash, release, err = s.spoolBody(ctx, r)
+		if err != nil {
+			return "", noRelease, err
+		}
+	}
+	if s3 || sent {
+		r.Header.Set(headerContentSHA256, hash)
+	}
+	return hash, release, nil
+}
+
+// spoolBody copies r.Body through SHA-256 into memory up to the spool limit
+// and into a private temp file past it, then points r at the copy.
+func (s *Signer) spoolBody(ctx context.Context, r *http.Request) (string, func(), error) {
+	body := r.Body
+	// The original body is consumed (or abandoned) here, so it is closed
+	// here: the transport will only ever see the spool.
+	defer body.Close()
+
+	sp := &spool{limit: s.spoolMem, dir: s.spoolDir}
+	if r.ContentLength > 0 && r.ContentLength <= s.spoolMem {
+		sp.mem = make([]byte, 0, r.ContentLength)
+	}
+	h := sha256.New()
+	if err := s.copyBody(ctx, sp, h, body); err != nil {
+		sp.release()
+		return "", noRelease, fmt.Errorf("sign request for %q: %w", hostOf(r), err)
+	}
+
+	r.ContentLength = sp.size
+	r.TransferEncoding = nil
+	r.Header.Del("Transfer-Encoding")
+	r.Header.Del("Content-Length")
+	if sp.size == 0 {
+		r.Body, r.GetBody = http.NoBody, func() (io.ReadCloser, error) { return http.NoBody, nil }
+	} else {
+		r.Body, _ = sp.reader()
+		r.GetBody = sp.reader
+	}
+	return hex.EncodeToString(h.Sum(nil)), sp.release, nil
+}
+
+// copyBody streams src into sp and h, checking ctx between chunks so a
+// cancelled request stops spooling; a Read already blocked returns when the
+// client connection goes away.
+func (s *Signer) copyBody(ctx context.Context, sp *spool, h hash.Hash, src io.Reader) error {
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	buf := *bp
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("spool body: %w", err)
+		}
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			if err := sp.write(buf[:n]); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return fmt.Errorf("%w: after %d bytes: %w", ErrBodyRead, sp.size, rerr)
+		}
+	}
+}
+
+// spool holds one request body: in mem while it fits in limit, else in file.
+type spool struct {
+	limit int64
+	dir   string
+	mem   []byte
+	file  *os.File
+	// name is set while the temp file still has a directory entry, on
+	// systems that refuse to unlink an open file.
+	name string
+	size int64
+	once sync.Once
+}
+
+func (sp *spool) write(p []byte) error {
+	if sp.file == nil && sp.size+int64(len(p)) <= sp.limit {
+		sp.mem = appendCapped(sp.mem, p, sp.limit)
+		sp.size += int64(len(p))
+		return nil
+	}
+	if sp.file == nil {
+		if err := sp.spill(); err != nil {
+			return err
+		}
+	}
+	if _, err := sp.file.Write(p); err != nil {
+		return fmt.Errorf("%w: write %d bytes: %w", ErrSpool, len(p), err)
+	}
+	sp.size += int64(len(p))
+	return nil
+}
+
+// spill moves what is in memory to a new temp file and frees the memory.
+func (sp *spool) spill() error {
+	f, err := os.CreateTemp(sp.dir, "signet-body-*")
+	if err != nil {
+		return fmt.Errorf("%w: create temp file: %w", ErrSpool, err)
+	}
+	sp.file = f
+	// Unlinked at once where the OS allows it, so the data disappears with
+	// the process even if release never runs.
+	if err := os.Remove(f.Name()); err != nil {
+		sp.name = f.Name()
+	}
+	if _, err := f.Write(sp.mem); err != nil {
+		return fmt.Errorf("%w: write %d bytes: %w", ErrSpool, len(sp.mem), err)
+	}
+	sp.mem = nil
+	return nil
+}
+
+// reader returns a fresh reader over the whole spool; it is also GetBody, so
+// the transport can replay the body on retry.
+func (sp *spool) reader() (io.ReadCloser, error) {
+	if sp.file != nil {
+		return io.NopCloser(io.NewSectionReader(sp.file, 0, sp.size)), nil
+	}
+	return io.NopCloser(bytes.NewReader(sp.mem)), nil
+}
+
+// release closes and removes the temp file; it is safe to call many times.
+func (sp *spool) release() {
+	sp.once.Do(func() {
+		if sp.file != nil {
+			_ = sp.file.Close()
+		}
+		if sp.name != "" {
+			_ = os.Remove(sp.name)
+		}
+	})
+}
+
+// appendCapped appends p to b, growing the backing array at most to limit so
+// that the in-memory spool never holds more than limit bytes of capacity.
+func appendCapped(b, p []byte, limit int64) []byte {
+	need := len(b) + len(p)
+	if need <= cap(b) {
+		return append(b, p...)
+	}
+	c := max(2*cap(b), need, 4096)
+	c = int(min(int64(c), limit))
+	nb := make([]byte, len(b), c)
+	copy(nb, b)
+	return append(nb, p...)
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
