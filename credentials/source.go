@@ -153,6 +153,12 @@ func (s *Refreshing) refreshInBackground(now time.Time) {
 
 func (s *Refreshing) wait(ctx context.Context, now time.Time) (Credentials, error) {
 	s.mu.Lock()
+	// A fetch may have finished between the caller's look at the cache and
+	// taking the lock; its keys must not be fetched a second time.
+	if e := s.cur.Load(); e != nil && e.creds.Valid(now) && (e.mandatory.IsZero() || now.Before(e.mandatory)) {
+		s.mu.Unlock()
+		return e.creds, nil
+	}
 	f := s.inflight
 	if f == nil {
 		if now.Before(s.nextAttempt) {

@@ -345,3 +345,76 @@ func TestResponseStreamsEventStreams(t *testing.T) {
 		t.Fatalf("rest %q", rest)
 	}
 }
+
+// A shutdown lets a request in flight finish, within the drain time.
+func TestShutdownDrainsInFlight(t *testing.T) {
+	entered := make(chan struct{})
+	up := upstreamAddr(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		time.Sleep(300 * time.Millisecond)
+		_, _ = io.WriteString(w, "finished")
+	}))
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := New(Options{
+		Listen:   "127.0.0.1:0",
+		Routes:   []Route{{Hosts: []string{"*.amazonaws.com"}, Source: staticSource(t), UpstreamScheme: "http"}},
+		Upstream: UpstreamOptions{ConnectTo: map[string]string{"*": up}},
+		Signer:   signer.New(signer.Options{SpoolDir: t.TempDir()}),
+		Logger:   logger,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := srv.Listen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, 5*time.Second) }()
+
+	type result struct {
+		body string
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		proxyURL, _ := url.Parse("http://" + srv.Addr().String())
+		c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
+		resp, err := c.Get("http://sqs.us-east-1.amazonaws.com/")
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		got <- result{string(b), err}
+	}()
+	<-entered
+	cancel() // SIGTERM, in effect
+	r := <-got
+	if r.err != nil || r.body != "finished" {
+		t.Fatalf("in-flight request during shutdown: %q, %v", r.body, r.err)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	if _, err := net.Dial("tcp", srv.Addr().String()); err == nil {
+		t.Fatal("listener still accepts after shutdown")
+	}
+}
+
+func FuzzRawPath(f *testing.F) {
+	for _, s := range []string{"/a?b", "http://h/p?q", "http://h", "https://h?x", "h:443", "*", "", "//x", "http://h//p"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, uri string) {
+		p := rawPath(uri)
+		if !strings.HasPrefix(p, "/") || strings.ContainsRune(p, '?') {
+			t.Fatalf("rawPath(%q) = %q: want a path starting with / and no query", uri, p)
+		}
+		if strings.HasPrefix(uri, "/") && !strings.HasPrefix(uri, p) {
+			t.Fatalf("rawPath(%q) = %q is not the request target's own path", uri, p)
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 )
 
 func runServe(ctx context.Context, c *cli, args []string) error {
@@ -18,6 +19,9 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	log := newLogger(c.stderr, cfg.Log)
+	if err := os.MkdirAll(spoolDir(cfg), 0o700); err != nil {
+		return fmt.Errorf("state_dir: create spool directory: %w", err)
+	}
 	cs, err := provision(ctx, cfg, log)
 	if err != nil {
 		return err

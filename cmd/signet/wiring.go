@@ -43,10 +43,21 @@ func (cf *configFlags) load(c *cli) (*configs.Config, error) {
 	return configs.Load(configs.LoadOptions{File: cf.file, Environ: c.environ, Overrides: cf.overrides})
 }
 
+// keyError is a config value that validated but failed when signet opened
+// what it names (a file, a profile): still the config's fault, so exit 2.
+type keyError struct {
+	key string
+	err error
+}
+
+func (e keyError) Error() string { return "config: " + e.key + ": " + e.err.Error() }
+func (e keyError) Unwrap() error { return e.err }
+
 func isConfigError(err error) bool {
 	var one *configs.Error
 	var many configs.Errors
-	return errors.As(err, &one) || errors.As(err, &many)
+	var ke keyError
+	return errors.As(err, &one) || errors.As(err, &many) || errors.As(err, &ke)
 }
 
 // parseFlags parses args and refuses stray positional arguments.
@@ -101,7 +112,7 @@ func provision(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*com
 		p, err := newProvider(ctx, sc)
 		if err != nil {
 			cs.close()
-			return nil, fmt.Errorf("sources.%s: %w", name, err)
+			return nil, keyError{"sources." + name, err}
 		}
 		cs.sources[name] = credentials.NewSource(name, p, credentials.SourceOptions{
 			Method: sc.Method,
@@ -113,16 +124,11 @@ func provision(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*com
 		cs.close()
 		return nil, err
 	}
-	spoolDir := filepath.Join(cfg.StateDir, "spool")
-	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
-		cs.close()
-		return nil, fmt.Errorf("state_dir: create spool directory: %w", err)
-	}
 	opts := proxy.Options{
 		Listen:        cfg.Listen,
 		DenyUnmatched: cfg.Unmatched == "deny",
 		Upstream:      proxy.UpstreamOptions{ConnectTo: cfg.Upstream.ConnectTo, RootCAs: roots},
-		Signer:        signer.New(signer.Options{SpoolDir: spoolDir, Logger: log}),
+		Signer:        signer.New(signer.Options{SpoolDir: spoolDir(cfg), Logger: log}),
 		Logger:        log,
 	}
 	for _, rc := range cfg.Routes {
@@ -140,7 +146,7 @@ func provision(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*com
 		u, err := url.Parse(rc.Upstream)
 		if err != nil {
 			cs.close()
-			return nil, fmt.Errorf("reverse[%d].upstream: %w", i, err)
+			return nil, keyError{fmt.Sprintf("reverse[%d].upstream", i), err}
 		}
 		opts.Reverse = append(opts.Reverse, proxy.Reverse{
 			Listen:   rc.Listen,
@@ -188,10 +194,13 @@ func upstreamRoots(caFile string) (*x509.CertPool, error) {
 	}
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("upstream.ca_file: %w", err)
+		return nil, keyError{"upstream.ca_file", err}
 	}
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("upstream.ca_file: %s holds no PEM certificate", caFile)
+		return nil, keyError{"upstream.ca_file", fmt.Errorf("%s holds no PEM certificate", caFile)}
 	}
 	return pool, nil
 }
+
+// spoolDir holds request bodies being hashed; serve creates it, private.
+func spoolDir(cfg *configs.Config) string { return filepath.Join(cfg.StateDir, "spool") }
