@@ -21,9 +21,13 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.router.matchesHost(hostport) {
-		writeError(w, &proxyError{status: http.StatusNotImplemented, code: codeConnectNotSupported,
-			message: "host " + hostport + " is signed by a route, and this build does not intercept TLS for it",
-			fix:     "send plain http:// URLs through HTTP_PROXY, or point the client's endpoint at a reverse listener"})
+		if s.intercept == nil {
+			writeError(w, &proxyError{status: http.StatusNotImplemented, code: codeConnectNotSupported,
+				message: "host " + hostport + " is signed by a route, and TLS interception is not configured",
+				fix:     "send plain http:// URLs through HTTP_PROXY, or point the client's endpoint at a reverse listener"})
+			return
+		}
+		s.interceptConnect(w, r, hostport)
 		return
 	}
 	if s.denyUnmatched {
@@ -38,26 +42,42 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("tunnel dial failed", "host", hostport, "error", err)
 		return
 	}
+	client, err := s.establish(w, hostport)
+	if err != nil {
+		_ = upstream.Close()
+		return
+	}
+	s.tunnels.run(client, upstream, client)
+}
+
+// establish answers a CONNECT with 200 and takes over its connection. Bytes
+// the client sent right after its CONNECT (a TLS ClientHello, often) may
+// already sit in the server's read buffer; the returned conn reads those
+// first.
+func (s *Server) establish(w http.ResponseWriter, hostport string) (net.Conn, error) {
 	rc := http.NewResponseController(w)
 	w.WriteHeader(http.StatusOK)
 	if err := rc.Flush(); err != nil {
-		_ = upstream.Close()
-		return
+		return nil, err
 	}
-	client, brw, err := rc.Hijack()
+	conn, brw, err := rc.Hijack()
 	if err != nil {
-		_ = upstream.Close()
-		s.log.Warn("tunnel hijack failed", "host", hostport, "error", err)
-		return
+		s.log.Warn("CONNECT hijack failed", "host", hostport, "error", err)
+		return nil, err
 	}
-	// Bytes the client sent right after its CONNECT (a TLS ClientHello,
-	// often) may already sit in the server's read buffer.
-	var fromClient io.Reader = client
 	if n := brw.Reader.Buffered(); n > 0 {
-		fromClient = io.MultiReader(io.LimitReader(brw.Reader, int64(n)), client)
+		return &prefixConn{Conn: conn, r: io.MultiReader(io.LimitReader(brw.Reader, int64(n)), conn)}, nil
 	}
-	s.tunnels.run(client, upstream, fromClient)
+	return conn, nil
 }
+
+// prefixConn is a conn whose first bytes were already read into a buffer.
+type prefixConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // tunnelSet tracks hijacked connections, which http.Server.Shutdown does not
 // know about, so that shutdown can wait for them and then cut them.

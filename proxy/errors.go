@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"net"
@@ -26,7 +27,11 @@ const (
 	codeUpstreamUnreachable = "upstream-unreachable"
 	codeUpstreamTimeout     = "upstream-timeout"
 	codeUpstreamFailed      = "upstream-failed"
+	codeUpstreamTLS         = "upstream-tls-failed"
 	codeBadRequest          = "bad-request"
+	codeProxyAuth           = "proxy-auth-required"
+	codeHostMismatch        = "host-mismatch"
+	codeInterceptFailed     = "intercept-failed"
 )
 
 // proxyError is a failure that signet answers itself, never one of the
@@ -75,6 +80,11 @@ func classify(err error) *proxyError {
 			"check free space and permissions of the spool directory", err}
 	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
 		return &proxyError{http.StatusGatewayTimeout, codeUpstreamTimeout, "the upstream did not answer in time", "", err}
+	}
+	var certErr *tls.CertificateVerificationError
+	if errors.As(err, &certErr) {
+		return &proxyError{http.StatusBadGateway, codeUpstreamTLS, "the upstream's TLS certificate did not verify",
+			"add its CA to upstream.ca_file, or for a test endpoint set insecure_skip_verify on its route", err}
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) && opErr.Op == "dial" {

@@ -23,6 +23,7 @@ type target struct {
 	source      credentials.Source
 	scope       signer.Scope
 	payload     signer.PayloadMode
+	insecure    bool // skip upstream certificate checks (route insecure_skip_verify)
 }
 
 // dropOutgoing are end-to-end headers that the outgoing request carries in
@@ -34,6 +35,10 @@ var dropOutgoing = map[string]bool{
 }
 
 func (s *Server) serveForward(w http.ResponseWriter, r *http.Request) {
+	if s.auth != nil && !s.auth.allow(r) {
+		s.askForAuth(w, r)
+		return
+	}
 	if r.Method == http.MethodConnect {
 		s.serveConnect(w, r)
 		return
@@ -44,6 +49,12 @@ func (s *Server) serveForward(w http.ResponseWriter, r *http.Request) {
 			fix:     "set HTTP_PROXY=http://" + r.Host + " in the client, or use a reverse listener"})
 		return
 	}
+	s.dispatch(w, r)
+}
+
+// dispatch routes a request whose URL is absolute, from the forward proxy
+// or from inside an intercepted tunnel: one path for both.
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 	route := s.router.match(r.URL.Host, r.URL.Path)
 	if route == nil {
 		if s.denyUnmatched {
@@ -60,6 +71,7 @@ func (s *Server) serveForward(w http.ResponseWriter, r *http.Request) {
 		source:      route.Source,
 		scope:       route.Scope,
 		payload:     route.Payload,
+		insecure:    route.InsecureSkipVerify,
 	})
 }
 
@@ -113,7 +125,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, t *target) {
 	}
 	status := 0
 	if err == nil {
-		status, err = s.roundTrip(w, out)
+		status, err = s.roundTrip(w, out, t.insecure)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -210,8 +222,12 @@ func rawPath(requestURI string) string {
 
 // roundTrip sends out and streams the answer to w. It returns the status
 // written (0 if nothing was) and an error if the exchange failed.
-func (s *Server) roundTrip(w http.ResponseWriter, out *http.Request) (int, error) {
-	resp, err := s.transport.RoundTrip(out)
+func (s *Server) roundTrip(w http.ResponseWriter, out *http.Request, insecure bool) (int, error) {
+	tr := s.transport
+	if insecure {
+		tr = s.insecureTransport
+	}
+	resp, err := tr.RoundTrip(out)
 	if err != nil {
 		return 0, err
 	}

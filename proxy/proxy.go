@@ -5,6 +5,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,20 @@ type Options struct {
 	Upstream      UpstreamOptions
 	Signer        *signer.Signer
 	Logger        *slog.Logger
+	// Intercept terminates TLS of CONNECT tunnels to hosts a route signs;
+	// nil refuses such tunnels.
+	Intercept TLSTerminator
+	// ListenerTLS, when set, makes the proxy listener itself speak TLS
+	// (clients with an https:// proxy URL).
+	ListenerTLS *tls.Config
+	// Auth, when set, is required of every request on the proxy listener.
+	Auth *BasicAuth
+}
+
+// TLSTerminator gives the server side TLS config for an intercepted tunnel
+// to host (host name without port). tlsintercept.Interceptor is one.
+type TLSTerminator interface {
+	ServerConfigFor(host string) *tls.Config
 }
 
 // Reverse is a listener whose every request goes to one upstream.
@@ -49,7 +64,16 @@ type Server struct {
 	router        *router
 	denyUnmatched bool
 	transport     *http.Transport
-	connectTo     *connectTo
+	// insecureTransport skips certificate checks, for routes that ask.
+	insecureTransport *http.Transport
+	connectTo         *connectTo
+	intercept         TLSTerminator
+	listenerTLS       *tls.Config
+	auth              *BasicAuth
+	// inner serves the requests inside intercepted tunnels, one Serve
+	// call per tunnel, so that Shutdown drains them with the rest.
+	inner        *http.Server
+	innerTunnels sync.Map // *tls.Conn -> *interceptedTunnel
 
 	listen   string
 	reverse  []Reverse
@@ -74,7 +98,11 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	tr, ct, err := newTransport(opts.Upstream)
+	tr, ct, err := newTransport(opts.Upstream, false)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	insecureTr, _, err := newTransport(opts.Upstream, true)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
@@ -89,17 +117,25 @@ func New(opts Options) (*Server, error) {
 			opts.Reverse[i].Payload = signer.PayloadAuto
 		}
 	}
-	return &Server{
-		log:           opts.Logger,
-		signer:        opts.Signer,
-		router:        rt,
-		denyUnmatched: opts.DenyUnmatched,
-		transport:     tr,
-		connectTo:     ct,
-		listen:        opts.Listen,
-		reverse:       opts.Reverse,
-		serveErr:      make(chan error, 1+len(opts.Reverse)),
-	}, nil
+	s := &Server{
+		log:               opts.Logger,
+		signer:            opts.Signer,
+		router:            rt,
+		denyUnmatched:     opts.DenyUnmatched,
+		transport:         tr,
+		insecureTransport: insecureTr,
+		connectTo:         ct,
+		intercept:         opts.Intercept,
+		listenerTLS:       opts.ListenerTLS,
+		auth:              opts.Auth,
+		listen:            opts.Listen,
+		reverse:           opts.Reverse,
+		serveErr:          make(chan error, 1+len(opts.Reverse)),
+	}
+	s.inner = s.httpServer(http.HandlerFunc(s.serveIntercepted))
+	s.inner.ConnContext = s.tunnelContext
+	s.inner.ConnState = s.tunnelState
+	return s, nil
 }
 
 // Listen binds every listener, so that a port in use is an error at start.
@@ -109,6 +145,10 @@ func (s *Server) Listen(ctx context.Context) error {
 		ln, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
 			return fmt.Errorf("proxy: listen %s on %s: %w", name, addr, err)
+		}
+		if name == "proxy" && s.listenerTLS != nil {
+			ln = tls.NewListener(ln, proxyListenerTLS(s.listenerTLS))
+			attrs = append(attrs, "tls", true)
 		}
 		s.bound = append(s.bound, boundListener{name: name, ln: ln, srv: s.httpServer(h)})
 		s.log.Info("listening", append([]any{"listener", name, "addr", ln.Addr().String()}, attrs...)...)
@@ -181,7 +221,8 @@ func (s *Server) Serve(ctx context.Context, drain time.Duration) error {
 	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, b := range s.bound {
+	servers := []boundListener{{name: "intercepted", srv: s.inner}}
+	for _, b := range append(servers, s.bound...) {
 		wg.Go(func() {
 			if e := b.srv.Shutdown(sctx); e != nil {
 				s.log.Warn("drain incomplete, closing connections", "listener", b.name, "error", e)
@@ -192,6 +233,7 @@ func (s *Server) Serve(ctx context.Context, drain time.Duration) error {
 	s.tunnels.drain(sctx)
 	wg.Wait()
 	s.transport.CloseIdleConnections()
+	s.insecureTransport.CloseIdleConnections()
 	return err
 }
 
@@ -199,4 +241,19 @@ func (s *Server) closeListeners() {
 	for _, b := range s.bound {
 		_ = b.ln.Close()
 	}
+}
+
+// proxyListenerTLS offers HTTP/1.1 only on the proxy listener: CONNECT
+// needs to take over the connection, which HTTP/2 does not allow. An ACME
+// TLS-ALPN challenge protocol stays offered.
+func proxyListenerTLS(c *tls.Config) *tls.Config {
+	c = c.Clone()
+	protos := []string{"http/1.1"}
+	for _, p := range c.NextProtos {
+		if p == "acme-tls/1" {
+			protos = append(protos, p)
+		}
+	}
+	c.NextProtos = protos
+	return c
 }

@@ -28,6 +28,9 @@ type Route struct {
 	Payload     signer.PayloadMode
 	// UpstreamScheme is "https" (default) or "http".
 	UpstreamScheme string
+	// InsecureSkipVerify turns off upstream certificate checks for this
+	// route only (a test endpoint with a self-signed certificate).
+	InsecureSkipVerify bool
 }
 
 // router finds the first route whose hosts and path prefix match.
@@ -81,13 +84,7 @@ func (rt *router) match(hostport, urlPath string) *Route {
 // matchesHost reports whether any route signs host, whatever the path: a
 // CONNECT has no path yet.
 func (rt *router) matchesHost(hostport string) bool {
-	host := hostOnly(hostport)
-	for i := range rt.routes {
-		if matchHost(rt.routes[i].Hosts, host) {
-			return true
-		}
-	}
-	return false
+	return SignsHost(rt.routes, hostport)
 }
 
 func matchHost(patterns []string, host string) bool {
@@ -108,4 +105,16 @@ func hostOnly(hostport string) string {
 	}
 	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
 	return strings.ToLower(host)
+}
+
+// SignsHost reports whether any of routes signs host (a name without port):
+// the test for issuing an interception certificate.
+func SignsHost(routes []Route, host string) bool {
+	host = hostOnly(host)
+	for i := range routes {
+		if matchHost(routes[i].Hosts, host) {
+			return true
+		}
+	}
+	return false
 }

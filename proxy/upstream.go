@@ -100,7 +100,7 @@ type UpstreamOptions struct {
 // newTransport builds the one transport every upstream request goes
 // through. It never takes a proxy from the environment: signet is the
 // proxy, and its own HTTPS_PROXY would loop back into itself.
-func newTransport(opts UpstreamOptions) (*http.Transport, *connectTo, error) {
+func newTransport(opts UpstreamOptions, insecure bool) (*http.Transport, *connectTo, error) {
 	ct, err := newConnectTo(opts.ConnectTo)
 	if err != nil {
 		return nil, nil, err
@@ -111,7 +111,7 @@ func newTransport(opts UpstreamOptions) (*http.Transport, *connectTo, error) {
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return dialer.DialContext(ctx, network, ct.resolve(addr))
 		},
-		TLSClientConfig:       &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12},
+		TLSClientConfig:       &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure},
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   64,

@@ -1,0 +1,210 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/signet-proxy/signet/proxy/tlsintercept"
+)
+
+// tlsUpstream is an HTTPS test server standing in for AWS, with
+// certificates for any name from a CA of its own, and a pool that trusts it.
+func tlsUpstream(t *testing.T, rec *recorder) (addr string, roots *x509.CertPool) {
+	t.Helper()
+	awsCA := openInterceptor(t, func(string) bool { return true })
+	ts := httptest.NewUnstartedServer(rec.handler(200, "secure"))
+	ts.EnableHTTP2 = true
+	ts.TLS = awsCA.ServerConfig()
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	roots = x509.NewCertPool()
+	roots.AddCert(awsCA.CACert())
+	return strings.TrimPrefix(ts.URL, "https://"), roots
+}
+
+func openInterceptor(t *testing.T, allow func(string) bool) *tlsintercept.Interceptor {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "state")
+	ic, err := tlsintercept.Open(context.Background(), tlsintercept.Options{StateDir: dir, Allow: allow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ic.Close() })
+	return ic
+}
+
+func TestInterceptSignsInsideTunnel(t *testing.T) {
+	var rec recorder
+	up, roots := tlsUpstream(t, &rec)
+	ic := openInterceptor(t, func(h string) bool { return strings.HasSuffix(h, ".amazonaws.com") })
+	tp := startProxy(t, Options{
+		Routes:    []Route{{Hosts: []string{"*.amazonaws.com"}, Source: staticSource(t)}},
+		Upstream:  UpstreamOptions{ConnectTo: map[string]string{"sqs.us-east-1.amazonaws.com:443": up}, RootCAs: roots},
+		Intercept: ic,
+	})
+	caPool := x509.NewCertPool()
+	caPool.AddCert(ic.CACert())
+	proxyURL, _ := url.Parse("http://" + tp.addr)
+	for _, proto := range []string{"HTTP/1.1", "HTTP/2.0"} {
+		t.Run(proto, func(t *testing.T) {
+			tr := &http.Transport{Proxy: http.ProxyURL(proxyURL), TLSClientConfig: &tls.Config{RootCAs: caPool}, ForceAttemptHTTP2: proto == "HTTP/2.0"}
+			defer tr.CloseIdleConnections()
+			for i := range 3 { // keep-alive: several requests in one tunnel
+				resp, err := (&http.Client{Transport: tr}).Get("https://sqs.us-east-1.amazonaws.com/q%2Fx?Action=ListQueues")
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(body) != "secure" || resp.Proto != proto {
+					t.Fatalf("request %d: %s %d %q", i, resp.Proto, resp.StatusCode, body)
+				}
+			}
+		})
+	}
+	got := rec.all()
+	if len(got) != 6 {
+		t.Fatalf("upstream got %d requests, want 6", len(got))
+	}
+	for _, r := range got {
+		if !strings.Contains(r.header.Get("Authorization"), "/us-east-1/sqs/aws4_request") || r.host != "sqs.us-east-1.amazonaws.com" ||
+			!strings.HasPrefix(r.requestURI, "/q%2Fx?") {
+			t.Fatalf("upstream got %+v", r)
+		}
+	}
+}
+
+func TestInterceptRefusesHostMismatch(t *testing.T) {
+	var rec recorder
+	up, roots := tlsUpstream(t, &rec)
+	ic := openInterceptor(t, func(string) bool { return true })
+	tp := startProxy(t, Options{
+		Routes:    []Route{{Hosts: []string{"*.amazonaws.com"}, Source: staticSource(t)}},
+		Upstream:  UpstreamOptions{ConnectTo: map[string]string{"*": up}, RootCAs: roots},
+		Intercept: ic,
+	})
+	caPool := x509.NewCertPool()
+	caPool.AddCert(ic.CACert())
+	c, err := net.Dial("tcp", tp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(c, "CONNECT sqs.us-east-1.amazonaws.com:443 HTTP/1.1\r\nHost: sqs.us-east-1.amazonaws.com:443\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	tc := tls.Client(c, &tls.Config{RootCAs: caPool, ServerName: "sqs.us-east-1.amazonaws.com", NextProtos: []string{"http/1.1"}})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(tc, "GET / HTTP/1.1\r\nHost: sns.us-east-1.amazonaws.com\r\n\r\n")
+	resp, err = http.ReadResponse(bufio.NewReader(tc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusMisdirectedRequest || resp.Header.Get("X-Signet-Error") != codeHostMismatch {
+		t.Fatalf("got %d %q, want 421 %s", resp.StatusCode, resp.Header.Get("X-Signet-Error"), codeHostMismatch)
+	}
+	if n := len(rec.all()); n != 0 {
+		t.Fatalf("upstream got %d requests", n)
+	}
+}
+
+func TestInsecureSkipVerifyIsPerRoute(t *testing.T) {
+	var rec recorder
+	up, _ := tlsUpstream(t, &rec) // its certificate is trusted by nobody
+	tp := startProxy(t, Options{
+		Routes: []Route{
+			{Hosts: []string{"sqs.us-east-1.amazonaws.com"}, Source: staticSource(t), InsecureSkipVerify: true},
+			{Hosts: []string{"*.amazonaws.com"}, Source: staticSource(t)},
+		},
+		Upstream: UpstreamOptions{ConnectTo: map[string]string{"*": up}},
+	})
+	tests := []struct {
+		host string
+		want int
+	}{
+		{"sqs.us-east-1.amazonaws.com", 200},
+		{"sns.us-east-1.amazonaws.com", 502},
+	}
+	for _, tc := range tests {
+		resp, body := rawRequest(t, tp.addr, "GET http://"+tc.host+"/ HTTP/1.1\r\nHost: "+tc.host+"\r\n\r\n")
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: got %d %s, want %d", tc.host, resp.StatusCode, body, tc.want)
+		}
+	}
+}
+
+func TestProxyAuth(t *testing.T) {
+	var rec recorder
+	up := upstreamAddr(t, rec.handler(200, "ok"))
+	file := filepath.Join(t.TempDir(), "users")
+	// "s3cret" as bcrypt (cost 4) for bob, plain for alice.
+	const bobHash = "$2a$04$i0aaUkj2yQv.F55pyUGSxelmEjXZnohUfdfHpqRce6S2kDznVKMQ6"
+	if err := os.WriteFile(file, []byte("# users\nalice:wonderland\nbob:"+bobHash+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := LoadBasicAuth(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := startProxy(t, Options{Auth: auth, Routes: []Route{{Hosts: []string{"*.amazonaws.com"}, Source: staticSource(t), UpstreamScheme: "http"}},
+		Upstream: UpstreamOptions{ConnectTo: map[string]string{"*": up}}})
+	basic := func(u, p string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte(u+":"+p)) }
+	tests := []struct {
+		name, header string
+		want         int
+	}{
+		{"none", "", 407},
+		{"wrong password", basic("alice", "nope"), 407},
+		{"unknown user", basic("eve", "wonderland"), 407},
+		{"not basic", "Bearer x", 407},
+		{"plain password", basic("alice", "wonderland"), 200},
+		{"bcrypt password", basic("bob", "s3cret"), 200},
+		{"bcrypt password again (cached)", basic("bob", "s3cret"), 200},
+		{"bcrypt wrong", basic("bob", "s3cret2"), 407},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := ""
+			if tc.header != "" {
+				h = "Proxy-Authorization: " + tc.header + "\r\n"
+			}
+			resp, body := rawRequest(t, tp.addr, "GET http://sqs.us-east-1.amazonaws.com/ HTTP/1.1\r\nHost: sqs.us-east-1.amazonaws.com\r\n"+h+"\r\n")
+			if resp.StatusCode != tc.want {
+				t.Fatalf("got %d %s", resp.StatusCode, body)
+			}
+			if tc.want == 407 && resp.Header.Get("Proxy-Authenticate") == "" {
+				t.Fatal("407 without Proxy-Authenticate")
+			}
+		})
+	}
+	for _, r := range rec.all() {
+		if r.header.Get("Proxy-Authorization") != "" {
+			t.Fatal("proxy credentials reached the upstream")
+		}
+	}
+	if err := os.Chmod(file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadBasicAuth(file); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a world-readable auth file must be refused: %v", err)
+	}
+}
