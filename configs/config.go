@@ -39,6 +39,16 @@ const (
 	UnmatchedDeny    = "deny"
 )
 
+// TLS modes of the proxy listener.
+const (
+	// ProxyTLSOff serves plain HTTP on the proxy listener.
+	ProxyTLSOff = "off"
+	// ProxyTLSLocal serves a certificate from signet's local CA.
+	ProxyTLSLocal = "local"
+	// ProxyTLSACME serves a certificate obtained from an ACME CA.
+	ProxyTLSACME = "acme"
+)
+
 // Log levels and formats.
 const (
 	LogLevelDebug = "debug"
@@ -50,8 +60,6 @@ const (
 	LogFormatJSON = "json"
 )
 
-// Config is the whole configuration. The koanf tags are the public key
-// names; the yaml, json and toml tags exist only for Render.
 // Config is the whole configuration. The koanf tags are the public key
 // names; the yaml, json and toml tags on the nested types exist for Render.
 type Config struct {
@@ -69,6 +77,10 @@ type Config struct {
 	Unmatched string            `koanf:"unmatched"`
 	Upstream  Upstream          `koanf:"upstream"`
 	Reverse   []Reverse         `koanf:"reverse"`
+
+	Intercept Intercept `koanf:"intercept"`
+	ProxyTLS  ProxyTLS  `koanf:"proxy_tls"`
+	ProxyAuth ProxyAuth `koanf:"proxy_auth"`
 }
 
 // Log configures log/slog.
@@ -111,6 +123,9 @@ type Route struct {
 	SigningHost    string   `koanf:"signing_host" yaml:"signing_host,omitempty" json:"signing_host,omitempty" toml:"signing_host,omitempty"`
 	Payload        string   `koanf:"payload" yaml:"payload" json:"payload" toml:"payload"`
 	UpstreamScheme string   `koanf:"upstream_scheme" yaml:"upstream_scheme" json:"upstream_scheme" toml:"upstream_scheme"`
+	// InsecureSkipVerify turns off verification of the upstream's TLS
+	// certificate for this route only. The proxy logs a warning at start.
+	InsecureSkipVerify bool `koanf:"insecure_skip_verify" yaml:"insecure_skip_verify,omitempty" json:"insecure_skip_verify,omitempty" toml:"insecure_skip_verify,omitempty"`
 }
 
 // Upstream configures how signet dials upstreams.
@@ -132,4 +147,50 @@ type Reverse struct {
 	Service  string `koanf:"service" yaml:"service,omitempty" json:"service,omitempty" toml:"service,omitempty"`
 	Region   string `koanf:"region" yaml:"region,omitempty" json:"region,omitempty" toml:"region,omitempty"`
 	Payload  string `koanf:"payload" yaml:"payload" json:"payload" toml:"payload"`
+	// AllowRemote accepts a listen address that is not loopback. A reverse
+	// client cannot send proxy credentials, so anyone who can reach such a
+	// listener has requests signed with this listener's source.
+	AllowRemote bool `koanf:"allow_remote" yaml:"allow_remote,omitempty" json:"allow_remote,omitempty" toml:"allow_remote,omitempty"`
+}
+
+// Intercept configures TLS interception of CONNECT requests to hosts that a
+// route signs (clients that use signet as HTTPS_PROXY).
+type Intercept struct {
+	// CacheSize is how many leaf certificates are kept in memory, 1 to
+	// 1000000.
+	CacheSize int `koanf:"cache_size" yaml:"cache_size" json:"cache_size" toml:"cache_size"`
+}
+
+// ProxyTLS configures TLS on the proxy listener itself, for clients whose
+// proxy URL is https://.
+type ProxyTLS struct {
+	// Mode is ProxyTLSOff, ProxyTLSLocal or ProxyTLSACME.
+	Mode string `koanf:"mode" yaml:"mode" json:"mode" toml:"mode"`
+	// Names are the lowercase DNS names and IP addresses of the listener
+	// certificate. With mode local, empty means the proxy picks localhost
+	// and the listen host; with mode acme they are required and DNS names
+	// only. Empty is always nil.
+	Names []string `koanf:"names" yaml:"names,omitempty" json:"names,omitempty" toml:"names,omitempty"`
+	// ACME is set exactly when Mode is ProxyTLSACME.
+	ACME *ACME `koanf:"acme" yaml:"acme,omitempty" json:"acme,omitempty" toml:"acme,omitempty"`
+}
+
+// ACME says where the proxy listener's certificate comes from in mode acme.
+type ACME struct {
+	// CA is the ACME directory URL: https, or http to a loopback host.
+	CA string `koanf:"ca" yaml:"ca" json:"ca" toml:"ca"`
+	// Email is an optional contact address given to the CA.
+	Email string `koanf:"email" yaml:"email,omitempty" json:"email,omitempty" toml:"email,omitempty"`
+	// TrustedRoots is an optional PEM file of roots for the ACME server's
+	// own TLS (test CAs such as Pebble); the proxy reads it at start.
+	TrustedRoots string `koanf:"trusted_roots" yaml:"trusted_roots,omitempty" json:"trusted_roots,omitempty" toml:"trusted_roots,omitempty"`
+}
+
+// ProxyAuth configures authentication of forward-proxy clients
+// (Proxy-Authorization: Basic).
+type ProxyAuth struct {
+	// File holds "user:password" lines, the password plain or a bcrypt
+	// hash ($2a$, $2b$, $2y$). The proxy reads it at start; Load does not
+	// check that it exists. Required when Listen is not loopback.
+	File string `koanf:"file" yaml:"file" json:"file" toml:"file"`
 }

@@ -68,6 +68,8 @@ func TestLoadDefault(t *testing.T) {
 		}},
 		Unmatched: configs.UnmatchedForward,
 		Upstream:  configs.Upstream{ConnectTo: map[string]string{}},
+		Intercept: configs.Intercept{CacheSize: 1000},
+		ProxyTLS:  configs.ProxyTLS{Mode: configs.ProxyTLSOff},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got  %+v\nwant %+v", cfg, want)
@@ -176,6 +178,54 @@ func TestErrorRules(t *testing.T) {
 		{"reverse source", sources + "reverse:\n  - {listen: \"127.0.0.1:9000\", upstream: \"https://h\", source: x}\n", "reverse[0].source", "x", "is not a declared source"},
 		{"reverse payload", sources + "reverse:\n  - {listen: \"127.0.0.1:9000\", upstream: \"https://h\", source: s, payload: all}\n", "reverse[0].payload", "all", "accepted: auto, unsigned, signed"},
 		{"reverse region", sources + "reverse:\n  - {listen: \"127.0.0.1:9000\", upstream: \"https://h\", source: s, region: mars}\n", "reverse[0].region", "mars", "like us-east-1"},
+		{"reverse remote", sources + "reverse:\n  - {listen: \"127.0.0.1:9000\", upstream: \"https://h\", source: s}\n  - {listen: \"0.0.0.0:9001\", upstream: \"https://h\", source: s}\n", "reverse[1].listen", "0.0.0.0:9001",
+			`is not a loopback address: a reverse listener cannot ask clients for proxy credentials, so anyone who can reach it gets requests signed with source "s"; accepted: a loopback address like 127.0.0.1:9000, or allow_remote: true on this listener to accept that risk`},
+		{"reverse all interfaces", sources + "reverse:\n  - {listen: \":9000\", upstream: \"https://h\", source: s, allow_remote: false}\n", "reverse[0].listen", ":9000", "is not a loopback address"},
+		{"reverse allow_remote not bool", sources + "reverse:\n  - {listen: \":9000\", upstream: \"https://h\", source: s, allow_remote: \"yes\"}\n", "reverse[0].allow_remote", "yes", "must be true or false, not a string"},
+		{"insecure_skip_verify not bool", sources + "routes:\n  - {hosts: [a.com], source: s, insecure_skip_verify: 1}\n", "routes[0].insecure_skip_verify", "1", "must be true or false, not a number"},
+		{"listen all interfaces without auth", "listen: 0.0.0.0:8080\n", "proxy_auth.file", "",
+			"config: proxy_auth.file: is required when listen is not a loopback address (0.0.0.0:8080): signet would sign requests for anyone who can reach it; accepted: a file of user:password lines, or bind listen to 127.0.0.1 (from default)"},
+		{"listen empty host without auth", "listen: \":8080\"\n", "proxy_auth.file", "", "(:8080)"},
+		{"listen ipv6 any without auth", "listen: \"[::]:8080\"\n", "proxy_auth.file", "", "([::]:8080)"},
+		{"listen lan without auth", "listen: 192.168.1.5:0\nproxy_auth: {file: \"\"}\n", "proxy_auth.file", "", "is required when listen is not a loopback address (192.168.1.5:0)"},
+		{"listen hostname without auth", "listen: signet.example.com:8080\n", "proxy_auth.file", "", "bind listen to 127.0.0.1"},
+		{"proxy_auth unknown key", "proxy_auth: {users: /etc/u}\n", "proxy_auth.users", "", "is not a known key; accepted: file"},
+		{"cache_size zero", "intercept: {cache_size: 0}\n", "intercept.cache_size", "0", "is out of range; accepted: a whole number from 1 to 1000000"},
+		{"cache_size negative", "intercept: {cache_size: -5}\n", "intercept.cache_size", "-5", "is out of range"},
+		{"cache_size too big", "intercept: {cache_size: 1000001}\n", "intercept.cache_size", "1000001", "is out of range; accepted: a whole number from 1 to 1000000"},
+		{"cache_size fraction", "intercept: {cache_size: 10.5}\n", "intercept.cache_size", "10.5", "is not a whole number; accepted: a whole number"},
+		{"cache_size huge", "intercept: {cache_size: 1e300}\n", "intercept.cache_size", "1e+300", "is out of range"},
+		{"cache_size string", "intercept: {cache_size: lots}\n", "intercept.cache_size", "lots", "is not a whole number"},
+		{"cache_size list", "intercept: {cache_size: [1]}\n", "intercept.cache_size", "", "must be a whole number, not a list"},
+		{"intercept unknown key", "intercept: {size: 5}\n", "intercept.size", "", "accepted: cache_size"},
+		{"proxy_tls mode", "proxy_tls: {mode: on}\n", "proxy_tls.mode", "on", `"on" is not valid; accepted: off, local, acme`},
+		{"proxy_tls mode bool", "proxy_tls: {mode: false}\n", "proxy_tls.mode", "false", "must be a string, not a boolean"},
+		{"proxy_tls mode empty", "proxy_tls: {mode: \"\"}\n", "proxy_tls.mode", "", "is required; accepted: off, local, acme"},
+		{"acme block with mode off", "proxy_tls:\n  acme: {ca: \"https://acme.example.com/dir\"}\n", "proxy_tls.acme", "",
+			"config: proxy_tls.acme: is set but proxy_tls.mode is off; accepted: remove the acme block, or set proxy_tls.mode: acme"},
+		{"acme block with mode local", "proxy_tls:\n  mode: local\n  acme: {}\n", "proxy_tls.acme", "", "is set but proxy_tls.mode is local"},
+		{"names with mode off", "proxy_tls: {names: [signet.example.com]}\n", "proxy_tls.names", "", "is set but proxy_tls.mode is off; accepted: remove names, or set proxy_tls.mode: local or acme"},
+		{"name invalid", "proxy_tls: {mode: local, names: [localhost, \"bad_name.example.com\"]}\n", "proxy_tls.names[1]", "bad_name.example.com", "is not a valid DNS name or IP address; accepted: a DNS name like signet.example.com, or an IP address"},
+		{"name wildcard", "proxy_tls: {mode: local, names: [\"*.example.com\"]}\n", "proxy_tls.names[0]", "*.example.com", "is not a valid DNS name"},
+		{"name with port", "proxy_tls: {mode: local, names: [\"localhost:8443\"]}\n", "proxy_tls.names[0]", "localhost:8443", "is not a valid DNS name"},
+		{"name bad ip", "proxy_tls: {mode: local, names: [\"300.1.1.1\"]}\n", "proxy_tls.names[0]", "300.1.1.1", "is not a valid DNS name or IP address"},
+		{"name label dash", "proxy_tls: {mode: local, names: [\"-a.example.com\"]}\n", "proxy_tls.names[0]", "-a.example.com", "is not a valid DNS name"},
+		{"name empty", "proxy_tls: {mode: local, names: [\"\"]}\n", "proxy_tls.names[0]", "", "is empty"},
+		{"acme names missing", "proxy_tls:\n  mode: acme\n  acme: {ca: \"https://acme.example.com/dir\"}\n", "proxy_tls.names", "", "is required when mode is acme"},
+		{"acme name ip", "proxy_tls:\n  mode: acme\n  names: [signet.example.com, 192.0.2.1]\n  acme: {ca: \"https://acme.example.com/dir\"}\n", "proxy_tls.names[1]", "192.0.2.1", "is an IP address; accepted: a DNS name like signet.example.com (mode acme takes no IP addresses)"},
+		{"acme block missing", "proxy_tls: {mode: acme, names: [signet.example.com]}\n", "proxy_tls.acme", "", "is required when mode is acme; accepted: a mapping with ca"},
+		{"acme ca missing", "proxy_tls:\n  mode: acme\n  names: [signet.example.com]\n  acme: {email: ops@example.com}\n", "proxy_tls.acme.ca", "", "is required when mode is acme; accepted: an absolute https URL"},
+		{"acme ca http remote", "proxy_tls:\n  mode: acme\n  names: [signet.example.com]\n  acme: {ca: \"http://acme.example.com/dir\"}\n", "proxy_tls.acme.ca", "http://acme.example.com/dir", "is plain http to a host that is not loopback"},
+		{"acme ca http all interfaces", "proxy_tls:\n  mode: acme\n  names: [signet.example.com]\n  acme: {ca: \"http://0.0.0.0:14000/dir\"}\n", "proxy_tls.acme.ca", "http://0.0.0.0:14000/dir", "is plain http"},
+		{"acme ca relative", "proxy_tls:\n  mode: acme\n  names: [signet.example.com]\n  acme: {ca: \"acme.example.com/dir\"}\n", "proxy_tls.acme.ca", "acme.example.com/dir", "is not an https URL"},
+		{"acme ca scheme", "proxy_tls:\n  mode: acme\n  names: [signet.example.com]\n  acme: {ca: \"ftp://acme.example.com/\"}\n", "proxy_tls.acme.ca", "ftp://acme.example.com/", "is not an https URL"},
+		{"acme ca no host", "proxy_tls:\n  mode: acme\n  names: [signet.example.com]\n  acme: {ca: \"https:///dir\"}\n", "proxy_tls.acme.ca", "https:///dir", "has no host"},
+		{"acme ca port", "proxy_tls:\n  mode: acme\n  names: [signet.example.com]\n  acme: {ca: \"https://acme.example.com:99999/dir\"}\n", "proxy_tls.acme.ca", "https://acme.example.com:99999/dir", "has an invalid port"},
+		{"acme ca credentials", "proxy_tls:\n  mode: acme\n  names: [signet.example.com]\n  acme: {ca: \"https://u:pw@acme.example.com/dir\"}\n", "proxy_tls.acme.ca", "https://u:xxxxx@acme.example.com/dir", "must not contain credentials"},
+		{"acme email", "proxy_tls:\n  mode: acme\n  names: [signet.example.com]\n  acme: {ca: \"https://acme.example.com/dir\", email: \"Ops <ops@example.com>\"}\n", "proxy_tls.acme.email", "Ops <ops@example.com>", "is not a valid email address; accepted: an address like ops@example.com, or empty"},
+		{"acme unknown key", "proxy_tls:\n  mode: acme\n  names: [signet.example.com]\n  acme: {ca: \"https://acme.example.com/dir\", directory: x}\n", "proxy_tls.acme.directory", "", "accepted: ca, email, trusted_roots"},
+		{"proxy_tls unknown key", "proxy_tls: {cert: x}\n", "proxy_tls.cert", "", "accepted: mode, names, acme"},
+		{"names not a list", "proxy_tls: {mode: local, names: localhost}\n", "proxy_tls.names", "localhost", "must be a list, not a string"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -197,7 +247,23 @@ func TestErrorRules(t *testing.T) {
 func TestAcceptedConfigs(t *testing.T) {
 	tests := []struct{ name, yaml string }{
 		{"port zero", "listen: 127.0.0.1:0\n"},
-		{"all interfaces", "listen: :8080\n"},
+		{"all interfaces with auth", "listen: :8080\nproxy_auth: {file: /etc/signet/users}\n"},
+		{"localhost", "listen: localhost:8080\n"},
+		{"loopback range", "listen: 127.1.2.3:8080\n"},
+		{"remote reverse allowed", "reverse:\n  - {listen: \"0.0.0.0:9000\", upstream: \"https://h\", source: default, allow_remote: true}\n"},
+		{"loopback reverse with allow_remote", "reverse:\n  - {listen: \"[::1]:9000\", upstream: \"https://h\", source: default, allow_remote: true}\n"},
+		{"insecure route", "routes:\n  - {hosts: [a.com], source: default, insecure_skip_verify: true}\n"},
+		{"cache_size bounds", "intercept: {cache_size: 1}\n"},
+		{"cache_size max", "intercept: {cache_size: 1000000}\n"},
+		{"cache_size whole float", "intercept: {cache_size: 2.0e+3}\n"},
+		{"cache_size quoted", "intercept: {cache_size: \"250\"}\n"},
+		{"tls local default names", "proxy_tls: {mode: local}\n"},
+		{"tls local names", "proxy_tls: {mode: local, names: [localhost, 127.0.0.1, \"::1\", Signet.Example.COM, a-b.c]}\n"},
+		{"tls off explicit empty", "proxy_tls: {mode: \"off\", names: []}\n"},
+		{"acme", "proxy_tls:\n  mode: acme\n  names: [signet.example.com]\n  acme: {ca: \"https://acme-v02.api.letsencrypt.org/directory\", email: ops@example.com, trusted_roots: /etc/pebble.pem}\n"},
+		{"acme http loopback", "proxy_tls:\n  mode: acme\n  names: [signet.test]\n  acme: {ca: \"http://127.0.0.1:14000/dir\"}\n"},
+		{"acme http localhost", "proxy_tls:\n  mode: acme\n  names: [signet.test]\n  acme: {ca: \"http://localhost:14000/dir\"}\n"},
+		{"acme http ipv6 loopback", "proxy_tls:\n  mode: acme\n  names: [signet.test]\n  acme: {ca: \"http://[::1]:14000/dir\"}\n"},
 		{"ipv6", "listen: \"[::1]:8080\"\n"},
 		{"reverse port zero twice", "listen: 127.0.0.1:0\nreverse:\n  - {listen: \"127.0.0.1:0\", upstream: \"http://h\", source: default}\n  - {listen: \"127.0.0.1:0\", upstream: \"https://h:9000/\", source: default}\n"},
 		{"uppercase service", "routes:\n  - {hosts: [a.com], source: default, service: IoTSecuredTunneling, region: us-gov-west-1}\n"},
@@ -368,6 +434,7 @@ routes:
     signing_host: s3.us-east-1.amazonaws.com
     payload: unsigned
     upstream_scheme: http
+    insecure_skip_verify: true
 unmatched: deny
 upstream:
   connect_to:
@@ -376,12 +443,24 @@ upstream:
     sts.amazonaws.com: 127.0.0.1:9002
   ca_file: /ca.pem
 reverse:
-  - listen: 127.0.0.1:9100
+  - listen: 0.0.0.0:9100
     upstream: https://minio.example.com:9000
     source: dev
     service: s3
     region: eu-west-1
     payload: signed
+    allow_remote: true
+intercept:
+  cache_size: 500
+proxy_tls:
+  mode: acme
+  names: [signet.example.com, Signet2.Example.com]
+  acme:
+    ca: https://acme.example.com/dir
+    email: ops@example.com
+    trusted_roots: /pebble.pem
+proxy_auth:
+  file: /users
 `,
 	"toml": `
 state_dir = "/s"
@@ -406,6 +485,7 @@ region = "us-east-1"
 signing_host = "s3.us-east-1.amazonaws.com"
 payload = "unsigned"
 upstream_scheme = "http"
+insecure_skip_verify = true
 [upstream]
 ca_file = "/ca.pem"
 [upstream.connect_to]
@@ -413,12 +493,24 @@ ca_file = "/ca.pem"
 "*.s3.us-east-1.amazonaws.com:80" = "127.0.0.1:9001"
 "sts.amazonaws.com" = "127.0.0.1:9002"
 [[reverse]]
-listen = "127.0.0.1:9100"
+listen = "0.0.0.0:9100"
 upstream = "https://minio.example.com:9000"
 source = "dev"
 service = "s3"
 region = "eu-west-1"
 payload = "signed"
+allow_remote = true
+[intercept]
+cache_size = 500
+[proxy_tls]
+mode = "acme"
+names = ["signet.example.com", "Signet2.Example.com"]
+[proxy_tls.acme]
+ca = "https://acme.example.com/dir"
+email = "ops@example.com"
+trusted_roots = "/pebble.pem"
+[proxy_auth]
+file = "/users"
 `,
 	"json": `{
   "state_dir": "/s", "listen": "127.0.0.1:0", "shutdown_timeout": "1m",
@@ -428,10 +520,14 @@ payload = "signed"
     "dev": {"method": "chain", "chain": {"profile": "dev"}}
   },
   "routes": [{"hosts": ["*.s3.us-east-1.amazonaws.com"], "path_prefix": "/bucket", "source": "prod", "service": "s3",
-    "region": "us-east-1", "signing_host": "s3.us-east-1.amazonaws.com", "payload": "unsigned", "upstream_scheme": "http"}],
+    "region": "us-east-1", "signing_host": "s3.us-east-1.amazonaws.com", "payload": "unsigned", "upstream_scheme": "http", "insecure_skip_verify": true}],
   "unmatched": "deny",
   "upstream": {"connect_to": {"s3.us-east-1.amazonaws.com:80": "127.0.0.1:9000", "*.s3.us-east-1.amazonaws.com:80": "127.0.0.1:9001", "sts.amazonaws.com": "127.0.0.1:9002"}, "ca_file": "/ca.pem"},
-  "reverse": [{"listen": "127.0.0.1:9100", "upstream": "https://minio.example.com:9000", "source": "dev", "service": "s3", "region": "eu-west-1", "payload": "signed"}]
+  "reverse": [{"listen": "0.0.0.0:9100", "upstream": "https://minio.example.com:9000", "source": "dev", "service": "s3", "region": "eu-west-1", "payload": "signed", "allow_remote": true}],
+  "intercept": {"cache_size": 500},
+  "proxy_tls": {"mode": "acme", "names": ["signet.example.com", "Signet2.Example.com"],
+    "acme": {"ca": "https://acme.example.com/dir", "email": "ops@example.com", "trusted_roots": "/pebble.pem"}},
+  "proxy_auth": {"file": "/users"}
 }`,
 }
 
@@ -449,6 +545,15 @@ func TestFormatsAgree(t *testing.T) {
 		}
 		if !reflect.DeepEqual(cfg.Upstream.ConnectTo, want) {
 			t.Errorf("%s: connect_to = %v, want %v", format, cfg.Upstream.ConnectTo, want)
+		}
+		wantTLS := configs.ProxyTLS{
+			Mode:  configs.ProxyTLSACME,
+			Names: []string{"signet.example.com", "signet2.example.com"},
+			ACME:  &configs.ACME{CA: "https://acme.example.com/dir", Email: "ops@example.com", TrustedRoots: "/pebble.pem"},
+		}
+		if !reflect.DeepEqual(cfg.ProxyTLS, wantTLS) || cfg.Intercept.CacheSize != 500 || cfg.ProxyAuth.File != "/users" ||
+			!cfg.Routes[0].InsecureSkipVerify || !cfg.Reverse[0].AllowRemote {
+			t.Errorf("%s: new keys = %+v %+v %+v %v %v", format, cfg.ProxyTLS, cfg.Intercept, cfg.ProxyAuth, cfg.Routes[0].InsecureSkipVerify, cfg.Reverse[0].AllowRemote)
 		}
 		if first == nil {
 			first = cfg
@@ -561,6 +666,19 @@ sources:
 	if cfg.Sources["prod"].Static.SecretAccessKey != secret {
 		t.Error("Redacted changed the original")
 	}
+	full, err := configs.LoadBytes([]byte(sameConfig["yaml"]), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := full.Redacted()
+	if !reflect.DeepEqual(fr.ProxyTLS, full.ProxyTLS) || fr.ProxyAuth != full.ProxyAuth || fr.Intercept != full.Intercept {
+		t.Errorf("Redacted changed proxy settings: %+v %+v", fr.ProxyTLS, fr.ProxyAuth)
+	}
+	fr.ProxyTLS.Names[0] = "changed"
+	fr.ProxyTLS.ACME.CA = "changed"
+	if full.ProxyTLS.Names[0] == "changed" || full.ProxyTLS.ACME.CA == "changed" {
+		t.Error("Redacted shares proxy_tls with the original")
+	}
 	for _, format := range []string{"yaml", "json", "toml"} {
 		out, err := r.Render(format)
 		if err != nil {
@@ -581,6 +699,8 @@ func TestSecretsNotInErrors(t *testing.T) {
 		"sources:\n  p:\n    method: bogus\n    static: {access_key_id: a, secret_access_key: " + secret + ", session_token: " + token + "}\n",
 		"sources:\n  p:\n    method: static\n    static: {access_key_id: a, secret_access_key: \"" + secret + "\xff\"}\n",
 		"reverse:\n  - {listen: \"127.0.0.1:1\", upstream: \"https://user:" + secret + "@h/x\", source: default}\n",
+		"proxy_tls:\n  mode: acme\n  names: [a.example.com]\n  acme: {ca: \"https://user:" + secret + "@acme.example.com/dir\"}\n",
+		"proxy_tls:\n  mode: acme\n  names: [a.example.com]\n  acme: {ca: \"http://user:" + secret + "@acme.example.com/dir\"}\n",
 	}
 	for i, y := range tests {
 		_, err := configs.LoadBytes([]byte("state_dir: /s\n"+y), "yaml")
@@ -628,7 +748,7 @@ func TestRenderRoundTrip(t *testing.T) {
 func TestValidateOnBuiltConfig(t *testing.T) {
 	var c configs.Config
 	err := c.Validate()
-	for _, key := range []string{"listen", "state_dir", "shutdown_timeout", "log.level", "unmatched"} {
+	for _, key := range []string{"listen", "state_dir", "shutdown_timeout", "log.level", "unmatched", "intercept.cache_size", "proxy_tls.mode"} {
 		findError(t, err, key)
 	}
 }
@@ -671,5 +791,137 @@ func TestErrorFormat(t *testing.T) {
 	multi := configs.Errors{&tests[0].e, &tests[1].e}
 	if got := multi.Error(); got != tests[0].want+"\n"+tests[1].want {
 		t.Errorf("Errors.Error() = %q", got)
+	}
+}
+
+func TestIsLoopbackHost(t *testing.T) {
+	tests := []struct {
+		host string
+		want bool
+	}{
+		{"127.0.0.1", true},
+		{"127.255.0.9", true},
+		{"::1", true},
+		{"[::1]", true},
+		{"::ffff:127.0.0.1", true},
+		{"localhost", true},
+		{"LocalHost", true},
+		{"", false},
+		{"0.0.0.0", false},
+		{"::", false},
+		{"[::]", false},
+		{"128.0.0.1", false},
+		{"192.168.1.5", false},
+		{"::2", false},
+		{"localhost.example.com", false},
+		{"evil-localhost", false},
+		{"127.0.0.1:8080", false},
+		{"[::1", false},
+	}
+	for _, tt := range tests {
+		if got := configs.IsLoopbackHost(tt.host); got != tt.want {
+			t.Errorf("IsLoopbackHost(%q) = %v, want %v", tt.host, got, tt.want)
+		}
+	}
+}
+
+// TestWholeNumberLayers checks that cache_size reads the same from every
+// layer: YAML, TOML and JSON each give a different number type, and the
+// environment and flags give strings.
+func TestWholeNumberLayers(t *testing.T) {
+	tests := []struct {
+		name      string
+		file      string
+		env       []string
+		overrides map[string]string
+		want      int
+		wantErr   string
+	}{
+		{name: "yaml", file: "c.yaml:intercept:\n  cache_size: 7\n", want: 7},
+		{name: "toml", file: "c.toml:[intercept]\ncache_size = 8\n", want: 8},
+		{name: "json", file: "c.json:{\"intercept\": {\"cache_size\": 9}}", want: 9},
+		{name: "env", env: []string{"SIGNET_INTERCEPT__CACHE_SIZE=500"}, want: 500},
+		{name: "flag over env", env: []string{"SIGNET_INTERCEPT__CACHE_SIZE=500"}, overrides: map[string]string{"intercept.cache_size": "42"}, want: 42},
+		{name: "env not a number", env: []string{"SIGNET_INTERCEPT__CACHE_SIZE=1k"},
+			wantErr: `config: intercept.cache_size: "1k" is not a whole number; accepted: a whole number (from env SIGNET_INTERCEPT__CACHE_SIZE)`},
+		{name: "flag out of range", overrides: map[string]string{"intercept.cache_size": "99999999999999999999"},
+			wantErr: `config: intercept.cache_size: "99999999999999999999" is out of range; accepted: a whole number (from flag --intercept-cache-size)`},
+		{name: "json fraction", file: "c.json:{\"intercept\": {\"cache_size\": 1.5}}", wantErr: `"1.5" is not a whole number`},
+		{name: "toml too big", file: "c.toml:[intercept]\ncache_size = 2000000\n",
+			wantErr: `"2000000" is out of range; accepted: a whole number from 1 to 1000000`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := configs.LoadOptions{Environ: append(tt.env, home...), Overrides: tt.overrides}
+			if tt.file != "" {
+				name, content, _ := strings.Cut(tt.file, ":")
+				opts.File = writeFile(t, name, content)
+			}
+			cfg, err := configs.Load(opts)
+			if tt.wantErr != "" {
+				e := findError(t, err, "intercept.cache_size")
+				if !strings.Contains(e.Error(), tt.wantErr) {
+					t.Errorf("error %q does not contain %q", e, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Intercept.CacheSize != tt.want {
+				t.Errorf("cache_size = %d, want %d", cfg.Intercept.CacheSize, tt.want)
+			}
+		})
+	}
+}
+
+// TestNewBlocksOverDefault checks that each block merged over the embedded
+// default loads: the default must never trip a rule that a user's partial
+// block would then inherit (such as an acme block while mode is off).
+func TestNewBlocksOverDefault(t *testing.T) {
+	defaults := func() *configs.Config {
+		cfg, err := configs.Load(configs.LoadOptions{Environ: home})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	tests := []struct {
+		name, yaml string
+		want       func(*configs.Config)
+	}{
+		{"intercept", "intercept:\n  cache_size: 50\n", func(c *configs.Config) { c.Intercept.CacheSize = 50 }},
+		{"empty intercept", "intercept: {}\n", func(*configs.Config) {}},
+		{"proxy_tls off", "proxy_tls:\n  mode: off\n", func(*configs.Config) {}},
+		{"proxy_tls local", "proxy_tls:\n  mode: local\n", func(c *configs.Config) { c.ProxyTLS.Mode = configs.ProxyTLSLocal }},
+		{"proxy_tls local names", "proxy_tls:\n  mode: local\n  names: [Signet.LAN, 10.0.0.2]\n", func(c *configs.Config) {
+			c.ProxyTLS = configs.ProxyTLS{Mode: configs.ProxyTLSLocal, Names: []string{"signet.lan", "10.0.0.2"}}
+		}},
+		{"proxy_tls acme", "proxy_tls:\n  mode: acme\n  names: [signet.example.com]\n  acme:\n    ca: https://acme.example.com/dir\n", func(c *configs.Config) {
+			c.ProxyTLS = configs.ProxyTLS{Mode: configs.ProxyTLSACME, Names: []string{"signet.example.com"}, ACME: &configs.ACME{CA: "https://acme.example.com/dir"}}
+		}},
+		{"proxy_auth", "proxy_auth:\n  file: users.txt\n", func(c *configs.Config) { c.ProxyAuth.File = "users.txt" }},
+		{"remote with auth", "listen: 0.0.0.0:8080\nproxy_auth:\n  file: /etc/signet/users\n", func(c *configs.Config) {
+			c.Listen = "0.0.0.0:8080"
+			c.ProxyAuth.File = "/etc/signet/users"
+		}},
+		{"all together", "intercept: {cache_size: 3}\nproxy_tls: {mode: local}\nproxy_auth: {file: /u}\n", func(c *configs.Config) {
+			c.Intercept.CacheSize = 3
+			c.ProxyTLS.Mode = configs.ProxyTLSLocal
+			c.ProxyAuth.File = "/u"
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := configs.Load(configs.LoadOptions{File: writeFile(t, "c.yaml", tt.yaml), Environ: home})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := defaults()
+			tt.want(want)
+			if !reflect.DeepEqual(cfg, want) {
+				t.Errorf("got  %+v\nwant %+v", cfg, want)
+			}
+		})
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	stdmaps "maps"
+	"math"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,7 +15,10 @@ import (
 	"github.com/knadh/koanf/v2"
 )
 
-const durationAccepted = "a Go duration like 30s or 5m"
+const (
+	durationAccepted = "a Go duration like 30s or 5m"
+	intAccepted      = "a whole number"
+)
 
 // valueError is returned by decode hooks; decode turns it into an *Error
 // with the key that mapstructure was decoding.
@@ -40,6 +45,52 @@ func durationHook(_ reflect.Type, to reflect.Type, data any) (any, error) {
 	return nil, &valueError{value: fmt.Sprint(data), problem: "is not a valid duration", accepted: durationAccepted}
 }
 
+// intHook reads whole numbers. mapstructure would truncate 1.5 to 1 and
+// wrap a uint64 past MaxInt64; YAML, TOML and JSON give three different
+// number types; and the environment and flags give strings.
+func intHook(_ reflect.Type, to reflect.Type, data any) (any, error) {
+	if to.Kind() != reflect.Int {
+		return data, nil
+	}
+	bad := &valueError{value: fmt.Sprint(data), problem: "is not a whole number", accepted: intAccepted}
+	switch v := data.(type) {
+	case int:
+		return v, nil
+	case int64:
+		if v < math.MinInt || v > math.MaxInt {
+			bad.problem = "is out of range"
+			return nil, bad
+		}
+		return int(v), nil
+	case uint64:
+		if v > math.MaxInt {
+			bad.problem = "is out of range"
+			return nil, bad
+		}
+		return int(v), nil
+	case float64:
+		// Beyond 2^53 a float64 no longer holds every whole number, so
+		// the value may not be the one written.
+		if v != math.Trunc(v) {
+			return nil, bad
+		}
+		if math.Abs(v) > 1<<53 {
+			bad.problem = "is out of range"
+			return nil, bad
+		}
+		return int(v), nil
+	case string:
+		if n, err := strconv.Atoi(v); err == nil {
+			return n, nil
+		} else if errors.Is(err, strconv.ErrRange) {
+			bad.problem = "is out of range"
+		}
+		return nil, bad
+	}
+	// Other kinds (booleans, lists) are type errors for the decoder.
+	return data, nil
+}
+
 // decode turns the merged koanf tree into a Config, as far as it can be
 // decoded, and the problems found. Unknown keys are found
 // by walking the tree against the schema, which gives exact key paths and
@@ -50,7 +101,10 @@ func decode(ko *koanf.Koanf) (*Config, Errors) {
 	err := ko.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{
 		Tag: "koanf",
 		DecoderConfig: &mapstructure.DecoderConfig{
-			DecodeHook:  mapstructure.DecodeHookFuncType(durationHook),
+			DecodeHook: mapstructure.ComposeDecodeHookFunc(
+				mapstructure.DecodeHookFuncType(durationHook),
+				mapstructure.DecodeHookFuncType(intHook),
+			),
 			ErrorUnused: true,
 		},
 	})
@@ -267,6 +321,10 @@ func describeType(t reflect.Type) string {
 	switch t.Kind() {
 	case reflect.String:
 		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int:
+		return intAccepted
 	case reflect.Slice:
 		return "a list"
 	case reflect.Map, reflect.Struct:

@@ -18,8 +18,12 @@ func FuzzLoadBytes(f *testing.F) {
 	f.Add(uint8(0), []byte("state_dir: /s\n"))
 	f.Add(uint8(0), []byte("state_dir: /s\nupstream:\n  connect_to:\n    a.b:80: c:1\n"))
 	f.Add(uint8(0), []byte("state_dir: /s\nroutes:\n  - {hosts: [\"*.X\"], source: default, payload: signed}\n"))
+	f.Add(uint8(0), []byte("state_dir: /s\nlisten: 0.0.0.0:1\nproxy_auth: {file: u}\nintercept: {cache_size: 9}\nproxy_tls: {mode: local, names: [A.b, \"::1\"]}\n"))
+	f.Add(uint8(0), []byte("state_dir: /s\nproxy_tls:\n  mode: acme\n  names: [a.b]\n  acme: {ca: \"http://[::1]:1/d\", email: a@b.c, trusted_roots: r}\n"))
 	f.Add(uint8(1), []byte("state_dir = \"/s\"\nshutdown_timeout = \"1h\"\n"))
+	f.Add(uint8(1), []byte("state_dir = \"/s\"\n[intercept]\ncache_size = 1000000\n[[reverse]]\nlisten = \":0\"\nupstream = \"http://h\"\nsource = \"default\"\nallow_remote = true\n"))
 	f.Add(uint8(2), []byte(`{"state_dir": "/s", "reverse": [{"listen": ":0", "upstream": "http://h", "source": "default"}]}`))
+	f.Add(uint8(2), []byte(`{"state_dir": "/s", "intercept": {"cache_size": 2e3}, "routes": [{"hosts": ["a"], "source": "default", "insecure_skip_verify": true}]}`))
 	f.Fuzz(func(t *testing.T, format uint8, data []byte) {
 		in := fuzzFormats[int(format)%len(fuzzFormats)]
 		cfg, err := configs.LoadBytes(data, in)

@@ -78,6 +78,11 @@ func (c *Config) clone() *Config {
 		}
 	}
 	out.Reverse = append([]Reverse(nil), c.Reverse...)
+	out.ProxyTLS.Names = append([]string(nil), c.ProxyTLS.Names...)
+	if c.ProxyTLS.ACME != nil {
+		a := *c.ProxyTLS.ACME
+		out.ProxyTLS.ACME = &a
+	}
 	return &out
 }
 
@@ -93,6 +98,9 @@ type rendered struct {
 	Routes          []Route           `yaml:"routes" json:"routes" toml:"routes"`
 	Upstream        Upstream          `yaml:"upstream" json:"upstream" toml:"upstream"`
 	Reverse         []Reverse         `yaml:"reverse" json:"reverse" toml:"reverse"`
+	Intercept       Intercept         `yaml:"intercept" json:"intercept" toml:"intercept"`
+	ProxyTLS        ProxyTLS          `yaml:"proxy_tls" json:"proxy_tls" toml:"proxy_tls"`
+	ProxyAuth       ProxyAuth         `yaml:"proxy_auth" json:"proxy_auth" toml:"proxy_auth"`
 }
 
 // Render writes c in format ("yaml" when empty, "json" or "toml") with the
@@ -109,6 +117,9 @@ func (c *Config) Render(format string) ([]byte, error) {
 		Routes:          c.Routes,
 		Upstream:        c.Upstream,
 		Reverse:         c.Reverse,
+		Intercept:       c.Intercept,
+		ProxyTLS:        c.ProxyTLS,
+		ProxyAuth:       c.ProxyAuth,
 	}
 	// An empty list is written out, not omitted: omitted, the default
 	// routes would come back on reload.

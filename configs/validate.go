@@ -3,6 +3,7 @@ package configs
 import (
 	stdmaps "maps"
 	"net"
+	"net/mail"
 	"net/url"
 	pathpkg "path"
 	"path/filepath"
@@ -54,6 +55,12 @@ func (c *Config) normalize() {
 	}
 	if len(c.Routes) == 0 {
 		c.Routes = nil
+	}
+	for i, n := range c.ProxyTLS.Names {
+		c.ProxyTLS.Names[i] = strings.ToLower(n)
+	}
+	if len(c.ProxyTLS.Names) == 0 {
+		c.ProxyTLS.Names = nil
 	}
 	if len(c.Reverse) == 0 {
 		c.Reverse = nil
@@ -186,8 +193,150 @@ func (c *Config) validate() Errors {
 		add(optionalMatch(p.field("service"), r.Service, serviceRE, serviceAccepted))
 		add(optionalMatch(p.field("region"), r.Region, regionRE, regionAccepted))
 		add(oneOf(p.field("payload"), r.Payload, PayloadAuto, PayloadUnsigned, PayloadSigned))
+		if h, _, err := net.SplitHostPort(r.Listen); err == nil && !r.AllowRemote && !IsLoopbackHost(h) {
+			add(newError(p.field("listen"), r.Listen,
+				"is not a loopback address: a reverse listener cannot ask clients for proxy credentials, so anyone who can reach it gets requests signed with source "+strconv.Quote(r.Source),
+				"a loopback address like 127.0.0.1:9000, or allow_remote: true on this listener to accept that risk"))
+		}
+	}
+
+	if c.Intercept.CacheSize < minCacheSize || c.Intercept.CacheSize > maxCacheSize {
+		add(newError(root.field("intercept").field("cache_size"), strconv.Itoa(c.Intercept.CacheSize), "is out of range", cacheSizeAccepted))
+	}
+	errs = append(errs, c.ProxyTLS.validate(root.field("proxy_tls"))...)
+
+	// An open forward proxy would sign requests for anyone, so a listener
+	// that others can reach must ask for credentials.
+	if h, _, err := net.SplitHostPort(c.Listen); err == nil && !IsLoopbackHost(h) && c.ProxyAuth.File == "" {
+		add(newError(root.field("proxy_auth").field("file"), "",
+			"is required when listen is not a loopback address ("+c.Listen+"): signet would sign requests for anyone who can reach it",
+			"a file of user:password lines, or bind listen to 127.0.0.1"))
 	}
 	return errs
+}
+
+const (
+	minCacheSize      = 1
+	maxCacheSize      = 1_000_000
+	cacheSizeAccepted = "a whole number from 1 to 1000000"
+)
+
+// IsLoopbackHost reports whether host (without port; brackets around an
+// IPv6 address are allowed) is "localhost" (any case) or an address in
+// 127.0.0.0/8 (also IPv4-mapped, ::ffff:127.0.0.1) or ::1. An empty host, as in ":8080", means every interface and is not
+// loopback; neither is 0.0.0.0 or ::.
+func IsLoopbackHost(host string) bool {
+	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+const (
+	proxyTLSNameAccepted = "a DNS name like signet.example.com, or an IP address"
+	acmeNameAccepted     = "a DNS name like signet.example.com (mode acme takes no IP addresses)"
+	acmeCAAccepted       = "an absolute https URL of an ACME directory, like https://acme-v02.api.letsencrypt.org/directory (http only to a loopback host)"
+)
+
+func (t *ProxyTLS) validate(p path) Errors {
+	var errs Errors
+	add := func(e *Error) {
+		if e != nil {
+			errs = append(errs, e)
+		}
+	}
+	if e := oneOf(p.field("mode"), t.Mode, ProxyTLSOff, ProxyTLSLocal, ProxyTLSACME); e != nil {
+		// Which names and blocks fit depends on the mode, so a bad mode
+		// would only add guesses.
+		return Errors{e}
+	}
+	if t.Mode == ProxyTLSOff && len(t.Names) > 0 {
+		add(newError(p.field("names"), "", "is set but proxy_tls.mode is off", "remove names, or set proxy_tls.mode: local or acme"))
+	}
+	if t.Mode != ProxyTLSACME && t.ACME != nil {
+		add(newError(p.field("acme"), "", "is set but proxy_tls.mode is "+t.Mode, "remove the acme block, or set proxy_tls.mode: acme"))
+	}
+	if t.Mode == ProxyTLSOff {
+		return errs
+	}
+	for i, n := range t.Names {
+		switch {
+		case n == "":
+			add(newError(p.field("names").index(i), "", "is empty", proxyTLSNameAccepted))
+		case net.ParseIP(n) != nil:
+			if t.Mode == ProxyTLSACME {
+				add(newError(p.field("names").index(i), n, "is an IP address", acmeNameAccepted))
+			}
+		case !validDNSName(n):
+			add(newError(p.field("names").index(i), n, "is not a valid DNS name or IP address", proxyTLSNameAccepted))
+		}
+	}
+	if t.Mode != ProxyTLSACME {
+		return errs
+	}
+	if len(t.Names) == 0 {
+		add(newError(p.field("names"), "", "is required when mode is acme", "a non-empty list of DNS names the ACME CA can validate, like [signet.example.com]"))
+	}
+	if t.ACME == nil {
+		add(newError(p.field("acme"), "", "is required when mode is acme", "a mapping with ca, the ACME directory URL"))
+		return errs
+	}
+	add(checkACMECA(p.field("acme").field("ca"), t.ACME.CA))
+	if e := t.ACME.Email; e != "" {
+		if a, err := mail.ParseAddress(e); err != nil || a.Address != e || a.Name != "" {
+			add(newError(p.field("acme").field("email"), e, "is not a valid email address", "an address like ops@example.com, or empty"))
+		}
+	}
+	return errs
+}
+
+// validDNSName accepts letters, digits and '-' in dot-separated labels of
+// 1 to 63 characters, not starting or ending with '-', at most 253 in all,
+// with a last label that is not all digits (that would be a mistyped IP
+// address): a name a certificate can carry. Wildcards are refused.
+func validDNSName(n string) bool {
+	if len(n) > 253 || strings.Trim(n[strings.LastIndexByte(n, '.')+1:], "0123456789") == "" {
+		return false
+	}
+	for label := range strings.SplitSeq(n, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		if strings.Trim(label, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "" {
+			return false
+		}
+	}
+	return true
+}
+
+func checkACMECA(p path, v string) *Error {
+	if v == "" {
+		return newError(p, "", "is required when mode is acme", acmeCAAccepted)
+	}
+	u, err := url.Parse(v)
+	if err != nil {
+		return newError(p, "", "is not a valid URL", acmeCAAccepted)
+	}
+	shown := u.Redacted()
+	switch {
+	case u.Scheme != SchemeHTTPS && u.Scheme != SchemeHTTP:
+		return newError(p, shown, "is not an https URL", acmeCAAccepted)
+	case u.User != nil:
+		return newError(p, shown, "must not contain credentials", acmeCAAccepted)
+	case u.Opaque != "" || u.Host == "" || u.Hostname() == "":
+		return newError(p, shown, "has no host", acmeCAAccepted)
+	case u.Port() != "" && !validPort(u.Port(), 1):
+		return newError(p, shown, "has an invalid port", acmeCAAccepted)
+	case u.Fragment != "":
+		return newError(p, shown, "has a fragment", acmeCAAccepted)
+	case u.Scheme == SchemeHTTP && !IsLoopbackHost(u.Hostname()):
+		return newError(p, shown, "is plain http to a host that is not loopback, where anyone on the path could read and change what the ACME server sends", acmeCAAccepted)
+	}
+	return nil
 }
 
 func validateSource(p path, name string, s Source) Errors {

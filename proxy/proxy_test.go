@@ -418,3 +418,23 @@ func FuzzRawPath(f *testing.F) {
 		}
 	})
 }
+
+// signing_host: the request is dialled to the route's host (a VPC endpoint,
+// say) but sent and signed with another Host.
+func TestSigningHost(t *testing.T) {
+	var rec recorder
+	up := upstreamAddr(t, rec.handler(200, ""))
+	tp := startProxy(t, Options{
+		Routes: []Route{{Hosts: []string{"vpce-1.execute-api.us-east-1.vpce.amazonaws.com"}, Source: staticSource(t),
+			SigningHost: "abc123.execute-api.us-east-1.amazonaws.com", UpstreamScheme: "http"}},
+		Upstream: UpstreamOptions{ConnectTo: map[string]string{"*": up}},
+	})
+	resp, body := rawRequest(t, tp.addr, "GET http://vpce-1.execute-api.us-east-1.vpce.amazonaws.com/prod/x HTTP/1.1\r\nHost: vpce-1.execute-api.us-east-1.vpce.amazonaws.com\r\n\r\n")
+	if resp.StatusCode != 200 {
+		t.Fatalf("got %d %s", resp.StatusCode, body)
+	}
+	r := rec.all()[0]
+	if r.host != "abc123.execute-api.us-east-1.amazonaws.com" || !strings.Contains(r.header.Get("Authorization"), "/us-east-1/execute-api/aws4_request") {
+		t.Fatalf("upstream got Host %q, Authorization %q", r.host, r.header.Get("Authorization"))
+	}
+}

@@ -25,7 +25,7 @@ func runCheck(ctx context.Context, c *cli, args []string) error {
 	}
 	// Provision too (without binding), so that what would fail at start,
 	// such as a missing CA file or profile, fails here.
-	cs, err := provision(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cs, err := provision(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), forCheck)
 	if err != nil {
 		return err
 	}

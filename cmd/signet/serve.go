@@ -22,7 +22,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	if err := os.MkdirAll(spoolDir(cfg), 0o700); err != nil {
 		return fmt.Errorf("state_dir: create spool directory: %w", err)
 	}
-	cs, err := provision(ctx, cfg, log)
+	cs, err := provision(ctx, cfg, log, forServe)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/signet-proxy/signet/configs"
 	"github.com/signet-proxy/signet/credentials"
 	"github.com/signet-proxy/signet/proxy"
+	"github.com/signet-proxy/signet/proxy/tlsintercept"
 	"github.com/signet-proxy/signet/signer"
 )
 
@@ -94,19 +96,32 @@ func newLogger(w io.Writer, cfg configs.Log) *slog.Logger {
 
 // components are everything built from a config, ready to serve.
 type components struct {
-	sources map[string]*credentials.Refreshing
-	proxy   *proxy.Server
+	sources   map[string]*credentials.Refreshing
+	intercept *tlsintercept.Interceptor
+	proxy     *proxy.Server
 }
 
 func (cs *components) close() {
 	for _, s := range cs.sources {
 		_ = s.Close()
 	}
+	if cs.intercept != nil {
+		_ = cs.intercept.Close()
+	}
 }
+
+// provisionMode says how far provision goes: check must not create the CA
+// or touch the state directory; serve opens everything.
+type provisionMode int
+
+const (
+	forCheck provisionMode = iota
+	forServe
+)
 
 // provision opens what the config names (files, profiles) so that a broken
 // reference fails at start, not on the first request. It binds nothing.
-func provision(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*components, error) {
+func provision(ctx context.Context, cfg *configs.Config, log *slog.Logger, mode provisionMode) (*components, error) {
 	cs := &components{sources: make(map[string]*credentials.Refreshing)}
 	for name, sc := range cfg.Sources {
 		p, err := newProvider(ctx, sc)
@@ -133,14 +148,34 @@ func provision(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*com
 	}
 	for _, rc := range cfg.Routes {
 		opts.Routes = append(opts.Routes, proxy.Route{
-			Hosts:          rc.Hosts,
-			PathPrefix:     rc.PathPrefix,
-			Source:         cs.sources[rc.Source],
-			Scope:          signer.Scope{Service: rc.Service, Region: rc.Region},
-			SigningHost:    rc.SigningHost,
-			Payload:        signer.PayloadMode(rc.Payload),
-			UpstreamScheme: rc.UpstreamScheme,
+			Hosts:              rc.Hosts,
+			PathPrefix:         rc.PathPrefix,
+			Source:             cs.sources[rc.Source],
+			Scope:              signer.Scope{Service: rc.Service, Region: rc.Region},
+			SigningHost:        rc.SigningHost,
+			Payload:            signer.PayloadMode(rc.Payload),
+			UpstreamScheme:     rc.UpstreamScheme,
+			InsecureSkipVerify: rc.InsecureSkipVerify,
 		})
+		if rc.InsecureSkipVerify {
+			log.Warn("upstream TLS verification is off for a route: anyone on the path can read and change its traffic",
+				"route", strings.Join(rc.Hosts, ","))
+		}
+	}
+	if cfg.ProxyAuth.File != "" {
+		if opts.Auth, err = proxy.LoadBasicAuth(cfg.ProxyAuth.File); err != nil {
+			cs.close()
+			return nil, keyError{"proxy_auth.file", err}
+		}
+		if cfg.ProxyTLS.Mode == configs.ProxyTLSOff {
+			log.Warn("proxy_auth without proxy_tls: clients send their proxy password in clear text", "listen", cfg.Listen)
+		}
+	}
+	if mode == forServe {
+		if err := openIntercept(ctx, cfg, cs, &opts, log); err != nil {
+			cs.close()
+			return nil, err
+		}
 	}
 	for i, rc := range cfg.Reverse {
 		u, err := url.Parse(rc.Upstream)
@@ -204,3 +239,46 @@ func upstreamRoots(caFile string) (*x509.CertPool, error) {
 
 // spoolDir holds request bodies being hashed; serve creates it, private.
 func spoolDir(cfg *configs.Config) string { return filepath.Join(cfg.StateDir, "spool") }
+
+// openIntercept opens (creating on first run) the local CA that signs the
+// leaf certificates of intercepted hosts, and of the proxy listener when
+// proxy_tls.mode is local.
+func openIntercept(ctx context.Context, cfg *configs.Config, cs *components, opts *proxy.Options, log *slog.Logger) error {
+	routes := opts.Routes
+	listenerNames := map[string]bool{}
+	if cfg.ProxyTLS.Mode == configs.ProxyTLSLocal {
+		for _, n := range localListenerNames(cfg) {
+			listenerNames[strings.ToLower(n)] = true
+		}
+	}
+	ic, err := tlsintercept.Open(ctx, tlsintercept.Options{
+		StateDir:  cfg.StateDir,
+		CacheSize: cfg.Intercept.CacheSize,
+		Allow: func(host string) bool {
+			return proxy.SignsHost(routes, host) || listenerNames[strings.ToLower(host)]
+		},
+		Logger: log,
+	})
+	if err != nil {
+		return keyError{"state_dir", err}
+	}
+	cs.intercept = ic
+	opts.Intercept = ic
+	if cfg.ProxyTLS.Mode == configs.ProxyTLSLocal {
+		opts.ListenerTLS = ic.ServerConfig()
+	}
+	return nil
+}
+
+// localListenerNames are the names the proxy listener's own certificate
+// covers: the configured ones, else localhost and the listen host.
+func localListenerNames(cfg *configs.Config) []string {
+	if len(cfg.ProxyTLS.Names) > 0 {
+		return cfg.ProxyTLS.Names
+	}
+	names := []string{"localhost"}
+	if host, _, err := net.SplitHostPort(cfg.Listen); err == nil && host != "" {
+		names = append(names, host)
+	}
+	return names
+}
