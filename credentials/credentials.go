@@ -123,6 +123,8 @@ type State struct {
 // Clock is the time source; tests pass one they can set.
 type Clock interface {
 	Now() time.Time
+	// After is time.After on this clock.
+	After(d time.Duration) <-chan time.Time
 }
 
 // SystemClock is the wall clock.
@@ -130,3 +132,6 @@ type SystemClock struct{}
 
 // Now returns time.Now().
 func (SystemClock) Now() time.Time { return time.Now() }
+
+// After returns time.After(d).
+func (SystemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }

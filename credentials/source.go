@@ -25,10 +25,22 @@ const (
 // valid credentials to give.
 var ErrUnavailable = errors.New("credentials unavailable")
 
+// Refresh modes.
+const (
+	// ModeDeferred refreshes when a request needs credentials.
+	ModeDeferred = "deferred"
+	// ModeEager refreshes on a timer before the advisory point, so that no
+	// request waits for a refresh.
+	ModeEager = "eager"
+)
+
 // SourceOptions configure NewSource. Zero values take the defaults.
 type SourceOptions struct {
 	// Method names the provider kind for State ("static", "chain", ...).
 	Method string
+	// Mode is ModeDeferred (default) or ModeEager; eager refreshing runs
+	// from Start until Close.
+	Mode string
 	// Advisory is how long before expiry a refresh is first tried while the
 	// current keys keep being served.
 	Advisory time.Duration
@@ -52,9 +64,10 @@ type Refreshing struct {
 	cur atomic.Pointer[entry]
 
 	// ctx is the owner of background refreshes: Close cancels it.
-	ctx    context.Context
-	cancel context.CancelFunc
-	closed atomic.Bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	closed  atomic.Bool
+	started atomic.Bool
 
 	mu          sync.Mutex
 	inflight    *flight
@@ -97,6 +110,9 @@ func NewSource(name string, p Provider, opts SourceOptions) *Refreshing {
 	if opts.Clock == nil {
 		opts.Clock = SystemClock{}
 	}
+	if opts.Mode == "" {
+		opts.Mode = ModeDeferred
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -120,6 +136,60 @@ func (s *Refreshing) Close() error {
 		s.cancel()
 	}
 	return nil
+}
+
+// Start begins eager refreshing (a no-op in deferred mode): a fetch now,
+// then one before each advisory point, with backoff after a failure. It
+// returns at once; Close stops it. Reads still check expiry themselves, so
+// keys stay correct when a timer fires late (a laptop that slept).
+func (s *Refreshing) Start() {
+	if s.opts.Mode != ModeEager || s.closed.Load() || !s.started.CompareAndSwap(false, true) {
+		return
+	}
+	go s.eager()
+}
+
+func (s *Refreshing) eager() {
+	defer func() {
+		if r := recover(); r != nil {
+			s.opts.Logger.Error("eager refresh stopped by a panic", "source", s.name, "panic", r)
+		}
+	}()
+	for {
+		now := s.opts.Clock.Now()
+		e := s.cur.Load()
+		var wait time.Duration
+		switch {
+		case e == nil:
+		case e.advisory.IsZero():
+			return // keys that never expire need no refresh
+		default:
+			wait = e.advisory.Sub(now)
+		}
+		s.mu.Lock()
+		if backoff := s.nextAttempt.Sub(now); backoff > wait {
+			wait = backoff
+		}
+		s.mu.Unlock()
+		if wait > 0 {
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-s.opts.Clock.After(wait):
+			}
+		}
+		s.mu.Lock()
+		f := s.inflight
+		if f == nil {
+			f = s.startLocked()
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-f.done:
+		}
+	}
 }
 
 // Credentials returns keys that are valid now.

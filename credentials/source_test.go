@@ -11,18 +11,45 @@ import (
 	"time"
 )
 
-// fakeClock is a settable Clock.
+// fakeClock is a settable Clock; its timers fire when Add passes them.
 type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu      sync.Mutex
+	now     time.Time
+	waiters []fakeTimer
+}
+
+type fakeTimer struct {
+	at time.Time
+	ch chan time.Time
 }
 
 func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	c.waiters = append(c.waiters, fakeTimer{c.now.Add(d), ch})
+	return ch
+}
+
 func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
+	kept := c.waiters[:0]
+	for _, w := range c.waiters {
+		if !w.at.After(c.now) {
+			w.ch <- c.now
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	c.waiters = kept
 	c.mu.Unlock()
 }
+
+// timers reports how many timers are waiting.
+func (c *fakeClock) timers() int { c.mu.Lock(); defer c.mu.Unlock(); return len(c.waiters) }
 
 // countingProvider hands out keys that live for lifetime, numbered by call,
 // optionally failing or blocking until released.
@@ -262,5 +289,74 @@ func TestStaticRequiresKeys(t *testing.T) {
 	c, err := s.Retrieve(context.Background())
 	if err != nil || c.AccessKeyID != "AK" || c.CanExpire() {
 		t.Fatalf("Retrieve = %v, %v", c, err)
+	}
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestEagerRefreshesBeforeAdvisory(t *testing.T) {
+	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	p := &countingProvider{clock: clk, lifetime: time.Hour}
+	s := NewSource("eager", p, SourceOptions{Mode: ModeEager, Clock: clk})
+	defer s.Close()
+	s.Start()
+	// The first fetch happens at Start, before anyone asks.
+	waitFor(t, "the first eager fetch", func() bool { return p.calls.Load() == 1 && clk.timers() == 1 })
+	first, err := s.Credentials(context.Background())
+	if err != nil || p.calls.Load() != 1 {
+		t.Fatalf("read after eager fetch: %v, calls %d", err, p.calls.Load())
+	}
+	// Just past the (jittered) advisory point the timer fires and
+	// refreshes; the read finds new keys without waiting.
+	clk.Add(46 * time.Minute)
+	waitFor(t, "the timed refresh", func() bool { return p.calls.Load() == 2 && clk.timers() == 1 })
+	got, err := s.Credentials(context.Background())
+	if err != nil || got.AccessKeyID == first.AccessKeyID {
+		t.Fatalf("after timed refresh got %v, %v; want new keys", got, err)
+	}
+}
+
+func TestEagerBacksOffAfterFailure(t *testing.T) {
+	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	p := &countingProvider{clock: clk, lifetime: time.Hour}
+	p.fail.Store(true)
+	s := NewSource("eager", p, SourceOptions{Mode: ModeEager, Clock: clk})
+	defer s.Close()
+	s.Start()
+	waitFor(t, "the first attempt", func() bool { return p.calls.Load() == 1 && clk.timers() == 1 })
+	// The retry waits for the backoff (at least half of one second), not
+	// for the next request.
+	clk.Add(400 * time.Millisecond)
+	time.Sleep(20 * time.Millisecond)
+	if p.calls.Load() != 1 {
+		t.Fatalf("retried inside the backoff: %d calls", p.calls.Load())
+	}
+	p.fail.Store(false)
+	clk.Add(2 * time.Second)
+	waitFor(t, "the retry", func() bool { return p.calls.Load() == 2 })
+	waitFor(t, "keys after the retry", func() bool { return s.State().RefreshCount == 1 })
+}
+
+func TestEagerStopsOnClose(t *testing.T) {
+	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	p := &countingProvider{clock: clk, lifetime: time.Hour}
+	s := NewSource("eager", p, SourceOptions{Mode: ModeEager, Clock: clk})
+	s.Start()
+	waitFor(t, "the first fetch", func() bool { return clk.timers() == 1 })
+	_ = s.Close()
+	clk.Add(2 * time.Hour)
+	time.Sleep(20 * time.Millisecond)
+	if got := p.calls.Load(); got != 1 {
+		t.Fatalf("provider called %d times after Close", got)
 	}
 }

@@ -30,6 +30,9 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	if err := cs.proxy.Listen(ctx); err != nil {
 		return err
 	}
+	for _, src := range cs.sources {
+		src.Start() // eager sources fetch now and before each expiry
+	}
 	log.Info("signet started", "version", versionString(), "config", configName(cf.file), "routes", len(cfg.Routes), "sources", len(cfg.Sources))
 	if err := cs.proxy.Serve(ctx, cfg.ShutdownTimeout); err != nil {
 		return fmt.Errorf("serve: %w", err)
