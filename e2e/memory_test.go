@@ -68,7 +68,12 @@ func TestMemoryLargeObject(t *testing.T) {
 	v := startVersity(t)
 	for _, mode := range []string{"unsigned", "signed"} {
 		t.Run(mode, func(t *testing.T) {
-			state := t.TempDir()
+			// signet refuses a state directory that others can read:
+			// it holds the CA key.
+			state := filepath.Join(t.TempDir(), "state")
+			if err := os.Mkdir(state, 0o700); err != nil {
+				t.Fatal(err)
+			}
 			cfg := s3Config(v, testSecretKey, "    payload: "+mode, "state_dir: "+state+"\n")
 			s := startSignet(t, cfg, 1)
 			g := newGoClient(s.ProxyURL())

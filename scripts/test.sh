@@ -6,12 +6,16 @@
 # Environment it reads (all optional):
 #   SIGNETTEST_VERSITYGW   use this versitygw binary instead of the cached one
 #   SIGNETTEST_STATICCHECK use this staticcheck binary instead of the cached one
+#   SIGNETTEST_PEBBLE      use this Pebble (ACME server) binary instead of the cached one
+#   SIGNETTEST_PEBBLE_TESTDIR  Pebble's test/ directory (its test CA and config);
+#                          default: from the module cache, downloaded if missing
 #   SIGNETTEST_FUZZTIME    per-target fuzz time (default 5s)
 #   CI=true                missing peers fail the e2e tests instead of skipping
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 VERSITYGW_VERSION=v1.8.0
+PEBBLE_VERSION=v2.10.3 # e2e/acme_test.go names the same version
 STATICCHECK_VERSION=v0.8.2 # staticcheck 2026.2.2, builds with Go 1.26
 FUZZTIME=${SIGNETTEST_FUZZTIME:-5s}
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/signet-test-peers/bin"
@@ -61,6 +65,23 @@ if [ -z "${SIGNETTEST_VERSITYGW:-}" ]; then
 fi
 [ -x "$SIGNETTEST_VERSITYGW" ] || die "SIGNETTEST_VERSITYGW=$SIGNETTEST_VERSITYGW is not executable"
 export SIGNETTEST_VERSITYGW
+if [ -z "${SIGNETTEST_PEBBLE:-}" ]; then
+	go_tool pebble github.com/letsencrypt/pebble/v2/cmd/pebble "$PEBBLE_VERSION"
+	SIGNETTEST_PEBBLE="$CACHE/pebble"
+fi
+[ -x "$SIGNETTEST_PEBBLE" ] || die "SIGNETTEST_PEBBLE=$SIGNETTEST_PEBBLE is not executable"
+export SIGNETTEST_PEBBLE
+if [ -z "${SIGNETTEST_PEBBLE_TESTDIR:-}" ]; then
+	# The cached binary outlives a cleaned module cache: make sure the
+	# module (its test CA and config) is there too. Quick when it is.
+	pebble_dir=$(cd / && GOFLAGS= go mod download -json "github.com/letsencrypt/pebble/v2@$PEBBLE_VERSION" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+	[ -n "$pebble_dir" ] || die "go mod download github.com/letsencrypt/pebble/v2@$PEBBLE_VERSION gave no directory"
+	SIGNETTEST_PEBBLE_TESTDIR="$pebble_dir/test"
+fi
+[ -f "$SIGNETTEST_PEBBLE_TESTDIR/certs/pebble.minica.pem" ] ||
+	die "SIGNETTEST_PEBBLE_TESTDIR=$SIGNETTEST_PEBBLE_TESTDIR has no certs/pebble.minica.pem"
+export SIGNETTEST_PEBBLE_TESTDIR
 if [ -z "${SIGNETTEST_STATICCHECK:-}" ]; then
 	go_tool staticcheck honnef.co/go/tools/cmd/staticcheck "$STATICCHECK_VERSION"
 	SIGNETTEST_STATICCHECK="$CACHE/staticcheck"

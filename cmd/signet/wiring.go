@@ -98,6 +98,7 @@ func newLogger(w io.Writer, cfg configs.Log) *slog.Logger {
 type components struct {
 	sources   map[string]*credentials.Refreshing
 	intercept *tlsintercept.Interceptor
+	acme      *tlsintercept.ACMEListener
 	proxy     *proxy.Server
 }
 
@@ -107,6 +108,9 @@ func (cs *components) close() {
 	}
 	if cs.intercept != nil {
 		_ = cs.intercept.Close()
+	}
+	if cs.acme != nil {
+		_ = cs.acme.Close()
 	}
 }
 
@@ -227,12 +231,17 @@ func upstreamRoots(caFile string) (*x509.CertPool, error) {
 	if err != nil || pool == nil {
 		pool = x509.NewCertPool()
 	}
-	pem, err := os.ReadFile(caFile)
+	return addPEMFile(pool, "upstream.ca_file", caFile)
+}
+
+// addPEMFile adds the certificates of the PEM file that config key names.
+func addPEMFile(pool *x509.CertPool, key, file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
 	if err != nil {
-		return nil, keyError{"upstream.ca_file", err}
+		return nil, keyError{key, err}
 	}
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, keyError{"upstream.ca_file", fmt.Errorf("%s holds no PEM certificate", caFile)}
+		return nil, keyError{key, fmt.Errorf("%s holds no PEM certificate", file)}
 	}
 	return pool, nil
 }
@@ -266,6 +275,24 @@ func openIntercept(ctx context.Context, cfg *configs.Config, cs *components, opt
 	opts.Intercept = ic
 	if cfg.ProxyTLS.Mode == configs.ProxyTLSLocal {
 		opts.ListenerTLS = ic.ServerConfig()
+	}
+	if cfg.ProxyTLS.Mode == configs.ProxyTLSACME && cfg.ProxyTLS.ACME != nil {
+		ac := cfg.ProxyTLS.ACME
+		var roots *x509.CertPool
+		if ac.TrustedRoots != "" {
+			if roots, err = addPEMFile(x509.NewCertPool(), "proxy_tls.acme.trusted_roots", ac.TrustedRoots); err != nil {
+				return err
+			}
+		}
+		// The challenge address is the proxy's: until the proxy binds it,
+		// certmagic answers TLS-ALPN-01 there itself.
+		cs.acme, err = tlsintercept.OpenACME(ctx, tlsintercept.ACMEOptions{StateDir: cfg.StateDir,
+			Names: cfg.ProxyTLS.Names, CA: ac.CA, Email: ac.Email, TrustedRoots: roots,
+			ChallengeAddr: cfg.Listen, Logger: log})
+		if err != nil {
+			return err
+		}
+		opts.ListenerTLS = cs.acme.TLSConfig()
 	}
 	return nil
 }
