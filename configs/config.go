@@ -18,6 +18,7 @@ import "time"
 const (
 	MethodStatic = "static"
 	MethodChain  = "chain"
+	MethodSTS    = "sts"
 )
 
 // Payload hash strategies for routes and reverse listeners.
@@ -95,6 +96,7 @@ type Source struct {
 	Method string  `koanf:"method" yaml:"method" json:"method" toml:"method"`
 	Static *Static `koanf:"static" yaml:"static,omitempty" json:"static,omitempty" toml:"static,omitempty"`
 	Chain  *Chain  `koanf:"chain" yaml:"chain,omitempty" json:"chain,omitempty" toml:"chain,omitempty"`
+	STS    *STS    `koanf:"sts" yaml:"sts,omitempty" json:"sts,omitempty" toml:"sts,omitempty"`
 }
 
 // Static holds long-lived or pre-fetched credentials.

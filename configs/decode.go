@@ -31,16 +31,27 @@ func (e *valueError) Error() string { return e.problem }
 // durationHook parses durations itself because mapstructure would turn a
 // bare number such as `shutdown_timeout: 30` into 30ns.
 func durationHook(_ reflect.Type, to reflect.Type, data any) (any, error) {
-	if to != reflect.TypeFor[time.Duration]() {
+	named := to == reflect.TypeFor[Duration]()
+	if to != reflect.TypeFor[time.Duration]() && !named {
 		return data, nil
 	}
+	var d time.Duration
+	var err error
 	switch v := data.(type) {
 	case time.Duration:
-		return v, nil
+		d = v
+	case Duration:
+		d = time.Duration(v)
 	case string:
-		if d, err := time.ParseDuration(v); err == nil {
-			return d, nil
+		d, err = time.ParseDuration(v)
+	default:
+		err = errors.New("not a duration")
+	}
+	if err == nil {
+		if named {
+			return Duration(d), nil
 		}
+		return d, nil
 	}
 	return nil, &valueError{value: fmt.Sprint(data), problem: "is not a valid duration", accepted: durationAccepted}
 }
@@ -104,6 +115,7 @@ func decode(ko *koanf.Koanf) (*Config, Errors) {
 			DecodeHook: mapstructure.ComposeDecodeHookFunc(
 				mapstructure.DecodeHookFuncType(durationHook),
 				mapstructure.DecodeHookFuncType(intHook),
+				mapstructure.DecodeHookFuncType(commandHook),
 			),
 			ErrorUnused: true,
 		},
@@ -236,7 +248,7 @@ func parseDecoderName(name string) path {
 		case '.':
 			i++
 		case '[':
-			isMap := len(p) > 0 && (p[len(p)-1].name == "sources" || p[len(p)-1].name == "connect_to")
+			isMap := len(p) > 0 && (p[len(p)-1].name == "sources" || p[len(p)-1].name == "connect_to" || p[len(p)-1].name == "tags")
 			if isMap {
 				j := strings.LastIndexByte(name, ']')
 				if j <= i {

@@ -87,7 +87,7 @@ func (es Errors) Unwrap() []error {
 
 // isSecretKey reports whether a key's value must never be echoed.
 func isSecretKey(last string) bool {
-	return strings.HasSuffix(last, "secret_access_key") || strings.HasSuffix(last, "session_token")
+	return strings.HasSuffix(last, "secret_access_key") || strings.HasSuffix(last, "session_token") || last == "token_code"
 }
 
 // newError builds an Error for a key path, redacting the value when the

@@ -18,6 +18,10 @@ const RedactedValue = "REDACTED"
 func (c *Config) Redacted() *Config {
 	out := c.clone()
 	for name, s := range out.Sources {
+		if s.STS != nil && s.STS.TokenCode != "" {
+			s.STS.TokenCode = RedactedValue
+			out.Sources[name] = s
+		}
 		if s.Static == nil {
 			continue
 		}
@@ -60,6 +64,9 @@ func (c *Config) clone() *Config {
 			if s.Chain != nil {
 				ch := *s.Chain
 				s.Chain = &ch
+			}
+			if s.STS != nil {
+				s.STS = s.STS.clone()
 			}
 			out.Sources[k] = s
 		}

@@ -26,6 +26,7 @@ var (
 )
 
 const (
+	methodsAccepted  = "static, chain, sts"
 	hostPortAccepted = "host:port with a numeric port 0-65535, like 127.0.0.1:8080"
 	regionAccepted   = "a region name like us-east-1 or eu-central-1"
 	serviceAccepted  = "a signing name of letters, digits and '-', like s3 or execute-api"
@@ -70,6 +71,14 @@ func (c *Config) normalize() {
 	}
 	if c.Sources == nil {
 		c.Sources = map[string]Source{}
+	}
+	for name, s := range c.Sources {
+		if s.STS != nil {
+			st := *s.STS
+			st.normalize()
+			s.STS = &st
+			c.Sources[name] = s
+		}
 	}
 }
 
@@ -134,6 +143,7 @@ func (c *Config) validate() Errors {
 	for _, name := range slices.Sorted(stdmaps.Keys(c.Sources)) {
 		errs = append(errs, validateSource(root.field("sources").key(name), name, c.Sources[name])...)
 	}
+	errs = append(errs, validateSTSSources(root, c.Sources)...)
 	sourceNames := strings.Join(slices.Sorted(stdmaps.Keys(c.Sources)), ", ")
 	checkSource := func(p path, name string) {
 		if name == "" {
@@ -363,12 +373,29 @@ func validateSource(p path, name string, s Source) Errors {
 		if s.Static != nil {
 			errs = append(errs, newError(p.field("static"), "", "is not allowed when method is chain", "remove the static block, or set method: static"))
 		}
-	case "sts", "iot", "wasm":
-		errs = append(errs, newError(p.field("method"), s.Method, "is not valid: method "+s.Method+" is not available in this build yet", "static, chain"))
+	case MethodSTS:
+		if s.STS == nil {
+			errs = append(errs, newError(p.field("sts"), "", "is required when method is sts", "a mapping with role_arn (or profile)"))
+		} else {
+			errs = append(errs, s.STS.validate(p.field("sts"))...)
+		}
+		for _, b := range []struct {
+			name string
+			set  bool
+		}{{"static", s.Static != nil}, {"chain", s.Chain != nil}} {
+			if b.set {
+				errs = append(errs, newError(p.field(b.name), "", "is not allowed when method is sts", "remove the "+b.name+" block, or set method: "+b.name))
+			}
+		}
+	case "iot", "wasm":
+		errs = append(errs, newError(p.field("method"), s.Method, "is not valid: method "+s.Method+" is not available in this build yet", methodsAccepted))
 	case "":
-		errs = append(errs, newError(p.field("method"), "", "is required", "static, chain"))
+		errs = append(errs, newError(p.field("method"), "", "is required", methodsAccepted))
 	default:
-		errs = append(errs, newError(p.field("method"), s.Method, "is not valid", "static, chain"))
+		errs = append(errs, newError(p.field("method"), s.Method, "is not valid", methodsAccepted))
+	}
+	if s.STS != nil && s.Method != MethodSTS && s.Method != "" {
+		errs = append(errs, newError(p.field("sts"), "", "is not allowed when method is "+s.Method, "remove the sts block, or set method: sts"))
 	}
 	return errs
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/signet-proxy/signet/configs"
 	"github.com/signet-proxy/signet/credentials"
@@ -127,21 +128,23 @@ const (
 // reference fails at start, not on the first request. It binds nothing.
 func provision(ctx context.Context, cfg *configs.Config, log *slog.Logger, mode provisionMode) (*components, error) {
 	cs := &components{sources: make(map[string]*credentials.Refreshing)}
+	roots, err := upstreamRoots(cfg.Upstream.CAFile)
+	if err != nil {
+		return nil, err
+	}
 	for name, sc := range cfg.Sources {
-		p, err := newProvider(ctx, sc)
+		p, err := newProvider(ctx, sc, roots, cs.credentialsOf)
 		if err != nil {
 			cs.close()
 			return nil, keyError{"sources." + name, err}
 		}
-		cs.sources[name] = credentials.NewSource(name, p, credentials.SourceOptions{
-			Method: sc.Method,
-			Logger: log,
-		})
-	}
-	roots, err := upstreamRoots(cfg.Upstream.CAFile)
-	if err != nil {
-		cs.close()
-		return nil, err
+		so := credentials.SourceOptions{Method: sc.Method, Logger: log}
+		// A provider that runs something slow (an MFA prompt) says how
+		// long one fetch may take; the source must not cut it short.
+		if t, ok := p.(interface{ Timeout() time.Duration }); ok {
+			so.Timeout = t.Timeout()
+		}
+		cs.sources[name] = credentials.NewSource(name, p, so)
 	}
 	opts := proxy.Options{
 		Listen:        cfg.Listen,
@@ -203,7 +206,22 @@ func provision(ctx context.Context, cfg *configs.Config, log *slog.Logger, mode 
 	return cs, nil
 }
 
-func newProvider(ctx context.Context, sc configs.Source) (credentials.Provider, error) {
+// credentialsOf reads the keys of another source (role chaining). The
+// source is looked up when keys are needed, after provision has built
+// them all, so the order in which sources are built does not matter;
+// configs has checked that it exists and that no chain loops.
+func (cs *components) credentialsOf(name string) func(context.Context) (credentials.Credentials, error) {
+	return func(ctx context.Context) (credentials.Credentials, error) {
+		s, ok := cs.sources[name]
+		if !ok {
+			return credentials.Credentials{}, fmt.Errorf("source %s is not built", name)
+		}
+		return s.Credentials(ctx)
+	}
+}
+
+func newProvider(ctx context.Context, sc configs.Source, roots *x509.CertPool,
+	credentialsOf func(string) func(context.Context) (credentials.Credentials, error)) (credentials.Provider, error) {
 	switch sc.Method {
 	case configs.MethodStatic:
 		if sc.Static == nil {
@@ -216,6 +234,8 @@ func newProvider(ctx context.Context, sc configs.Source) (credentials.Provider, 
 			profile = sc.Chain.Profile
 		}
 		return credentials.NewChain(ctx, credentials.ChainOptions{Profile: profile})
+	case configs.MethodSTS:
+		return newSTSProvider(ctx, sc.STS, roots, credentialsOf)
 	default:
 		return nil, fmt.Errorf("method %q is not available in this build", sc.Method)
 	}
@@ -308,4 +328,44 @@ func localListenerNames(cfg *configs.Config) []string {
 		names = append(names, host)
 	}
 	return names
+}
+
+// newSTSProvider builds the sts provider: its MFA command, the source whose
+// keys call STS (if any), and the roots for STS's certificate (the system
+// ones plus upstream.ca_file; nil means the system's).
+func newSTSProvider(ctx context.Context, c *configs.STS, roots *x509.CertPool,
+	credentialsOf func(string) func(context.Context) (credentials.Credentials, error)) (credentials.Provider, error) {
+	if c == nil {
+		return nil, errors.New("method sts needs an sts block")
+	}
+	var err error
+	opts := credentials.STSOptions{
+		RoleARN:           c.RoleARN,
+		RoleSessionName:   c.RoleSessionName,
+		Duration:          time.Duration(c.Duration),
+		ExternalID:        c.ExternalID,
+		Policy:            c.Policy,
+		PolicyARNs:        c.PolicyARNs,
+		Tags:              c.Tags,
+		TransitiveTagKeys: c.TransitiveTagKeys,
+		SourceIdentity:    c.SourceIdentity,
+		SerialNumber:      c.SerialNumber,
+		TokenCode:         c.TokenCode,
+		Region:            c.Region,
+		Endpoint:          c.Endpoint,
+		Profile:           c.Profile,
+		RootCAs:           roots,
+	}
+	if c.MFA != nil {
+		if opts.MFA, err = credentials.NewMFACommand(c.MFA.Command, credentials.MFAOptions{
+			Timeout: time.Duration(c.MFA.Timeout),
+			Env:     c.MFA.Env,
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if c.Source != "" {
+		opts.Base = credentialsOf(c.Source)
+	}
+	return credentials.NewSTS(ctx, opts)
 }
