@@ -97,6 +97,43 @@ type Source struct {
 	Static *Static `koanf:"static" yaml:"static,omitempty" json:"static,omitempty" toml:"static,omitempty"`
 	Chain  *Chain  `koanf:"chain" yaml:"chain,omitempty" json:"chain,omitempty" toml:"chain,omitempty"`
 	STS    *STS    `koanf:"sts" yaml:"sts,omitempty" json:"sts,omitempty" toml:"sts,omitempty"`
+	// Refresh says when the source's credentials are refreshed; Load fills
+	// every field.
+	Refresh Refresh `koanf:"refresh" yaml:"refresh" json:"refresh" toml:"refresh"`
+}
+
+// Refresh modes.
+const (
+	// RefreshDeferred refreshes when a request needs credentials.
+	RefreshDeferred = "deferred"
+	// RefreshEager refreshes on a timer, so that no request waits.
+	RefreshEager = "eager"
+)
+
+// Refresh defaults: botocore's advisory and mandatory points.
+const (
+	DefaultRefreshAdvisory  = 15 * time.Minute
+	DefaultRefreshMandatory = 10 * time.Minute
+	DefaultRefreshTimeout   = 30 * time.Second
+	maxRefreshWindow        = 12 * time.Hour
+	maxRefreshTimeout       = 10 * time.Minute
+)
+
+// Refresh configures a source's refreshing cache. The windows apply in both
+// modes and are scaled down for short-lived credentials (advisory at most
+// half the lifetime, mandatory at most a quarter).
+type Refresh struct {
+	// Mode is RefreshDeferred (default) or RefreshEager.
+	Mode string `koanf:"mode" yaml:"mode" json:"mode" toml:"mode"`
+	// Advisory is how long before expiry a refresh is first tried while
+	// the current keys are still served (default 15m).
+	Advisory Duration `koanf:"advisory" yaml:"advisory" json:"advisory" toml:"advisory"`
+	// Mandatory is how long before expiry requests wait for a refresh
+	// instead (default 10m); at most Advisory.
+	Mandatory Duration `koanf:"mandatory" yaml:"mandatory" json:"mandatory" toml:"mandatory"`
+	// Timeout bounds one fetch, and so a request's wait for it (default
+	// 30s; an MFA prompt's own timeout extends it).
+	Timeout Duration `koanf:"timeout" yaml:"timeout" json:"timeout" toml:"timeout"`
 }
 
 // Static holds long-lived or pre-fetched credentials.

@@ -59,7 +59,7 @@ func TestLoadDefault(t *testing.T) {
 		StateDir:        "/home/test/.local/state/signet",
 		ShutdownTimeout: 30 * time.Second,
 		Log:             configs.Log{Level: "info", Format: "text"},
-		Sources:         map[string]configs.Source{"default": {Method: configs.MethodChain}},
+		Sources:         map[string]configs.Source{"default": {Method: configs.MethodChain, Refresh: defaultRefresh}},
 		Routes: []configs.Route{{
 			Hosts:          []string{"*.amazonaws.com", "*.amazonaws.com.cn", "*.api.aws", "*.on.aws"},
 			Source:         "default",
@@ -380,7 +380,7 @@ func TestEnvNesting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := configs.Source{Method: "static", Static: &configs.Static{AccessKeyID: "AKIAIOSFODNN7EXAMPLE", SecretAccessKey: "secret/with=equals"}}
+	want := configs.Source{Method: "static", Static: &configs.Static{AccessKeyID: "AKIAIOSFODNN7EXAMPLE", SecretAccessKey: "secret/with=equals"}, Refresh: defaultRefresh}
 	if got := cfg.Sources["prod"]; !reflect.DeepEqual(got, want) {
 		t.Errorf("sources.prod = %+v", got)
 	}
@@ -621,10 +621,10 @@ func TestMergeWithDefaultSource(t *testing.T) {
 		name, yaml string
 		want       configs.Source
 	}{
-		{"route uses default", "routes:\n  - {hosts: [a.com], source: default}\n", configs.Source{Method: "chain"}},
+		{"route uses default", "routes:\n  - {hosts: [a.com], source: default}\n", configs.Source{Method: "chain", Refresh: defaultRefresh}},
 		{"default made static", "sources:\n  default:\n    method: static\n    static: {access_key_id: AKIAIOSFODNN7EXAMPLE, secret_access_key: s}\n",
-			configs.Source{Method: "static", Static: &configs.Static{AccessKeyID: "AKIAIOSFODNN7EXAMPLE", SecretAccessKey: "s"}}},
-		{"default given a profile", "sources:\n  default:\n    chain: {profile: p}\n", configs.Source{Method: "chain", Chain: &configs.Chain{Profile: "p"}}},
+			configs.Source{Method: "static", Static: &configs.Static{AccessKeyID: "AKIAIOSFODNN7EXAMPLE", SecretAccessKey: "s"}, Refresh: defaultRefresh}},
+		{"default given a profile", "sources:\n  default:\n    chain: {profile: p}\n", configs.Source{Method: "chain", Chain: &configs.Chain{Profile: "p"}, Refresh: defaultRefresh}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -921,6 +921,50 @@ func TestNewBlocksOverDefault(t *testing.T) {
 			tt.want(want)
 			if !reflect.DeepEqual(cfg, want) {
 				t.Errorf("got  %+v\nwant %+v", cfg, want)
+			}
+		})
+	}
+}
+
+// defaultRefresh is what Load fills into a source without a refresh block.
+var defaultRefresh = configs.Refresh{
+	Mode:      configs.RefreshDeferred,
+	Advisory:  configs.Duration(configs.DefaultRefreshAdvisory),
+	Mandatory: configs.Duration(configs.DefaultRefreshMandatory),
+	Timeout:   configs.Duration(configs.DefaultRefreshTimeout),
+}
+
+func TestRefresh(t *testing.T) {
+	base := "sources:\n  s:\n    method: static\n    static: {access_key_id: AKIAIOSFODNN7EXAMPLE, secret_access_key: x}\n    refresh: "
+	tests := []struct {
+		name, refresh string
+		want          configs.Refresh
+		wantKey       string // an error on this key, when set
+	}{
+		{"eager with windows", "{mode: eager, advisory: 5m, mandatory: 1m, timeout: 10s}",
+			configs.Refresh{Mode: "eager", Advisory: configs.Duration(5 * time.Minute), Mandatory: configs.Duration(time.Minute), Timeout: configs.Duration(10 * time.Second)}, ""},
+		{"mandatory defaults to at most advisory", "{advisory: 5m}",
+			configs.Refresh{Mode: "deferred", Advisory: configs.Duration(5 * time.Minute), Mandatory: configs.Duration(5 * time.Minute), Timeout: configs.Duration(30 * time.Second)}, ""},
+		{"bad mode", "{mode: lazy}", configs.Refresh{}, "sources.s.refresh.mode"},
+		{"mandatory after advisory", "{advisory: 5m, mandatory: 10m}", configs.Refresh{}, "sources.s.refresh.mandatory"},
+		{"negative advisory", "{advisory: -5m}", configs.Refresh{}, "sources.s.refresh.advisory"},
+		{"timeout too long", "{timeout: 1h}", configs.Refresh{}, "sources.s.refresh.timeout"},
+		{"unknown key", "{eagre: true}", configs.Refresh{}, "sources.s.refresh.eagre"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := configs.LoadBytes([]byte("state_dir: /tmp/s\n"+base+tt.refresh+"\n"), "yaml")
+			if tt.wantKey != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantKey) {
+					t.Fatalf("err = %v, want one naming %s", err, tt.wantKey)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Sources["s"].Refresh; got != tt.want {
+				t.Fatalf("refresh = %+v, want %+v", got, tt.want)
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -77,9 +78,46 @@ func (c *Config) normalize() {
 			st := *s.STS
 			st.normalize()
 			s.STS = &st
-			c.Sources[name] = s
 		}
+		s.Refresh.normalize()
+		c.Sources[name] = s
 	}
+}
+
+func (r *Refresh) normalize() {
+	if r.Mode == "" {
+		r.Mode = RefreshDeferred
+	}
+	if r.Advisory == 0 {
+		r.Advisory = Duration(DefaultRefreshAdvisory)
+	}
+	if r.Mandatory == 0 {
+		r.Mandatory = Duration(min(DefaultRefreshMandatory, time.Duration(r.Advisory)))
+	}
+	if r.Timeout == 0 {
+		r.Timeout = Duration(DefaultRefreshTimeout)
+	}
+}
+
+func (r Refresh) validate(p path) Errors {
+	var errs Errors
+	if e := oneOf(p.field("mode"), r.Mode, RefreshDeferred, RefreshEager); e != nil {
+		errs = append(errs, e)
+	}
+	const windowAccepted = "a Go duration like 15m, more than 0 and at most 12h"
+	if d := time.Duration(r.Advisory); d <= 0 || d > maxRefreshWindow {
+		errs = append(errs, newError(p.field("advisory"), d.String(), "is out of range", windowAccepted))
+	}
+	if d := time.Duration(r.Mandatory); d <= 0 || d > maxRefreshWindow {
+		errs = append(errs, newError(p.field("mandatory"), d.String(), "is out of range", windowAccepted))
+	} else if d > time.Duration(r.Advisory) {
+		errs = append(errs, newError(p.field("mandatory"), d.String(), "is longer than advisory ("+time.Duration(r.Advisory).String()+"): requests would wait before a refresh is even tried",
+			"a duration at most refresh.advisory"))
+	}
+	if d := time.Duration(r.Timeout); d <= 0 || d > maxRefreshTimeout {
+		errs = append(errs, newError(p.field("timeout"), d.String(), "is out of range", "a Go duration like 30s, more than 0 and at most 10m"))
+	}
+	return errs
 }
 
 // resolveStateDir applies the XDG base directory rule; a relative
@@ -394,6 +432,7 @@ func validateSource(p path, name string, s Source) Errors {
 	default:
 		errs = append(errs, newError(p.field("method"), s.Method, "is not valid", methodsAccepted))
 	}
+	errs = append(errs, s.Refresh.validate(p.field("refresh"))...)
 	if s.STS != nil && s.Method != MethodSTS && s.Method != "" {
 		errs = append(errs, newError(p.field("sts"), "", "is not allowed when method is "+s.Method, "remove the sts block, or set method: sts"))
 	}

@@ -138,11 +138,18 @@ func provision(ctx context.Context, cfg *configs.Config, log *slog.Logger, mode 
 			cs.close()
 			return nil, keyError{"sources." + name, err}
 		}
-		so := credentials.SourceOptions{Method: sc.Method, Logger: log}
+		so := credentials.SourceOptions{
+			Method:    sc.Method,
+			Mode:      sc.Refresh.Mode,
+			Advisory:  time.Duration(sc.Refresh.Advisory),
+			Mandatory: time.Duration(sc.Refresh.Mandatory),
+			Timeout:   time.Duration(sc.Refresh.Timeout),
+			Logger:    log,
+		}
 		// A provider that runs something slow (an MFA prompt) says how
 		// long one fetch may take; the source must not cut it short.
 		if t, ok := p.(interface{ Timeout() time.Duration }); ok {
-			so.Timeout = t.Timeout()
+			so.Timeout = max(so.Timeout, t.Timeout())
 		}
 		cs.sources[name] = credentials.NewSource(name, p, so)
 	}
