@@ -44,6 +44,9 @@ func commands() []command {
 	return []command{
 		{"serve", "run the proxy", runServe},
 		{"check", "validate a config and print it, secrets redacted", runCheck},
+		{"ca", "print the local CA's path (ca path) or certificate (ca export)", runCA},
+		{"env", "print shell lines that point programs at signet and its CA", runEnv},
+		{"exec", "run a command with signet started for it: exec [flags] -- CMD", runExec},
 		{"version", "print the version", runVersion},
 	}
 }
@@ -64,6 +67,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		err := cmd.run(ctx, c, args[1:])
 		if err == nil {
 			return exitOK
+		}
+		// A child's exit status (signet exec) passes through as it is.
+		var ec exitCode
+		if errors.As(err, &ec) {
+			return int(ec)
 		}
 		fmt.Fprintf(stderr, "signet %s: %v\n", cmd.name, err)
 		var ue usageError

@@ -331,8 +331,12 @@ func localListenerNames(cfg *configs.Config) []string {
 		return cfg.ProxyTLS.Names
 	}
 	names := []string{"localhost"}
-	if host, _, err := net.SplitHostPort(cfg.Listen); err == nil && host != "" {
-		names = append(names, host)
+	if host, _, err := net.SplitHostPort(cfg.Listen); err == nil && host != "" && host != "localhost" {
+		// A certificate for 0.0.0.0 or :: would name no address a
+		// client can dial.
+		if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+			names = append(names, strings.ToLower(host))
+		}
 	}
 	return names
 }
