@@ -25,6 +25,11 @@ const (
 // valid credentials to give.
 var ErrUnavailable = errors.New("credentials unavailable")
 
+// ErrRefreshFailed wraps ErrUnavailable when the source did hold keys and
+// could not replace them in time: a passing outage, worth a retry, unlike a
+// source that never worked.
+var ErrRefreshFailed = fmt.Errorf("refresh failed: %w", ErrUnavailable)
+
 // Refresh modes.
 const (
 	// ModeDeferred refreshes when a request needs credentials.
@@ -229,13 +234,17 @@ func (s *Refreshing) wait(ctx context.Context, now time.Time) (Credentials, erro
 		s.mu.Unlock()
 		return e.creds, nil
 	}
+	unavailable := ErrUnavailable
+	if s.cur.Load() != nil {
+		unavailable = ErrRefreshFailed
+	}
 	f := s.inflight
 	if f == nil {
 		if now.Before(s.nextAttempt) {
 			// A fetch failed moments ago: answer with its error rather
 			// than hammer the provider once per request.
 			err := fmt.Errorf("source %s: %w: last refresh failed, next attempt in %s: %s",
-				s.name, ErrUnavailable, s.nextAttempt.Sub(now).Round(time.Millisecond), s.state.LastError)
+				s.name, unavailable, s.nextAttempt.Sub(now).Round(time.Millisecond), s.state.LastError)
 			s.mu.Unlock()
 			return Credentials{}, err
 		}
@@ -249,7 +258,7 @@ func (s *Refreshing) wait(ctx context.Context, now time.Time) (Credentials, erro
 		return Credentials{}, fmt.Errorf("source %s: waiting for refresh: %w", s.name, context.Cause(ctx))
 	}
 	if f.err != nil {
-		return Credentials{}, fmt.Errorf("source %s: %w: %w", s.name, ErrUnavailable, f.err)
+		return Credentials{}, fmt.Errorf("source %s: %w: %w", s.name, unavailable, f.err)
 	}
 	if !f.entry.creds.Valid(s.opts.Clock.Now()) {
 		return Credentials{}, fmt.Errorf("source %s: %w: provider returned keys that are already expired (%s)",

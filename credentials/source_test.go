@@ -216,8 +216,8 @@ func TestSourceFailureKeepsServingUntilMandatory(t *testing.T) {
 	}
 
 	clk.Add(5 * time.Minute) // past mandatory, backoff over
-	if _, err := s.Credentials(context.Background()); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("past mandatory with failing provider: err = %v, want ErrUnavailable", err)
+	if _, err := s.Credentials(context.Background()); !errors.Is(err, ErrRefreshFailed) || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("past mandatory with failing provider: err = %v, want ErrRefreshFailed", err)
 	}
 
 	p.fail.Store(false)

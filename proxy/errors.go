@@ -19,6 +19,7 @@ const (
 	codeUnmatchedDenied     = "unmatched-host-denied"
 	codeConnectNotSupported = "connect-to-signing-host"
 	codeNoCredentials       = "no-credentials"
+	codeRefreshFailed       = "credentials-refresh-failed"
 	codeUnknownScope        = "unknown-signing-scope"
 	codeUnsupportedPayload  = "unsupported-payload"
 	codeBodyRead            = "request-body-read-failed"
@@ -62,6 +63,9 @@ func classify(err error) *proxyError {
 		return pe
 	}
 	switch {
+	case errors.Is(err, credentials.ErrRefreshFailed):
+		return &proxyError{http.StatusServiceUnavailable, codeRefreshFailed, "the credentials are about to expire and refreshing them failed",
+			"retry shortly; check the source's provider (its error is in cause)", err}
 	case errors.Is(err, credentials.ErrUnavailable), errors.Is(err, signer.ErrNoCredentials):
 		return &proxyError{http.StatusBadGateway, codeNoCredentials, "no valid credentials to sign with",
 			"check the route's source (signet check -c FILE) and that its provider can reach its credentials", err}

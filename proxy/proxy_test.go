@@ -438,3 +438,40 @@ func TestSigningHost(t *testing.T) {
 		t.Fatalf("upstream got Host %q, Authorization %q", r.host, r.header.Get("Authorization"))
 	}
 }
+
+// Past the mandatory point with a failing refresh, requests get 503 (a
+// passing outage) rather than being signed with keys about to expire.
+func TestRefreshFailureIs503(t *testing.T) {
+	var rec recorder
+	up := upstreamAddr(t, rec.handler(200, ""))
+	var calls int
+	var mu sync.Mutex
+	src := credentials.NewSource("sts", credentials.ProviderFunc(func(context.Context) (credentials.Credentials, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls > 1 {
+			return credentials.Credentials{}, errors.New("sts is down")
+		}
+		return credentials.Credentials{AccessKeyID: "ASIAEXAMPLE", SecretAccessKey: "s", SessionToken: "t",
+			Expires: time.Now().Add(2 * time.Second)}, nil
+	}), credentials.SourceOptions{})
+	t.Cleanup(func() { _ = src.Close() })
+	tp := startProxy(t, Options{
+		Routes:   []Route{{Hosts: []string{"*.amazonaws.com"}, Source: src, UpstreamScheme: "http"}},
+		Upstream: UpstreamOptions{ConnectTo: map[string]string{"*": up}},
+	})
+	req := "GET http://sqs.us-east-1.amazonaws.com/ HTTP/1.1\r\nHost: sqs.us-east-1.amazonaws.com\r\n\r\n"
+	if resp, body := rawRequest(t, tp.addr, req); resp.StatusCode != 200 {
+		t.Fatalf("first request: %d %s", resp.StatusCode, body)
+	}
+	// 2 s keys: mandatory scales down to 0.5 s before expiry.
+	time.Sleep(1600 * time.Millisecond)
+	resp, body := rawRequest(t, tp.addr, req)
+	if resp.StatusCode != 503 || resp.Header.Get("X-Signet-Error") != codeRefreshFailed || !strings.Contains(body, "sts is down") {
+		t.Fatalf("got %d %q %s, want 503 %s with the cause", resp.StatusCode, resp.Header.Get("X-Signet-Error"), body, codeRefreshFailed)
+	}
+	if n := len(rec.all()); n != 1 {
+		t.Fatalf("upstream got %d requests, want only the first", n)
+	}
+}
