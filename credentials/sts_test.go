@@ -13,7 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
-	"github.com/signet-proxy/signet/credentials/internal/ststest"
+	"github.com/signet-proxy/signet/internal/ststest"
 )
 
 const (

@@ -47,6 +47,7 @@ func commands() []command {
 		{"ca", "print the local CA's path (ca path) or certificate (ca export)", runCA},
 		{"env", "print shell lines that point programs at signet and its CA", runEnv},
 		{"exec", "run a command with signet started for it: exec [flags] -- CMD", runExec},
+		{"whoami", "print whom AWS takes a source's credentials for (the assumed role, for sts)", runWhoami},
 		{"version", "print the version", runVersion},
 	}
 }

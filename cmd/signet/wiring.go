@@ -97,6 +97,8 @@ func newLogger(w io.Writer, cfg configs.Log) *slog.Logger {
 
 // components are everything built from a config, ready to serve.
 type components struct {
+	// roots verify upstream and STS certificates (nil: the system's).
+	roots     *x509.CertPool
 	sources   map[string]*credentials.Refreshing
 	intercept *tlsintercept.Interceptor
 	acme      *tlsintercept.ACMEListener
@@ -132,6 +134,7 @@ func provision(ctx context.Context, cfg *configs.Config, log *slog.Logger, mode 
 	if err != nil {
 		return nil, err
 	}
+	cs.roots = roots
 	for name, sc := range cfg.Sources {
 		p, err := newProvider(ctx, sc, roots, cs.credentialsOf)
 		if err != nil {
