@@ -3,7 +3,6 @@ package configs
 import (
 	"encoding/json"
 	stdmaps "maps"
-	"net/url"
 	"reflect"
 	"regexp"
 	"slices"
@@ -244,28 +243,12 @@ func (m *MFA) validate(p path) Errors {
 }
 
 func checkSTSEndpoint(p path, v string) *Error {
-	u, err := url.Parse(v)
-	if err != nil {
-		return newError(p, "", "is not a valid URL", stsEndpointAccepted)
-	}
-	shown := u.Redacted()
-	switch {
-	case u.Scheme != SchemeHTTPS && u.Scheme != SchemeHTTP:
-		return newError(p, shown, "is not an https URL", stsEndpointAccepted)
-	case u.User != nil:
-		return newError(p, shown, "must not contain credentials", stsEndpointAccepted)
-	case u.Opaque != "" || u.Host == "" || u.Hostname() == "":
-		return newError(p, shown, "has no host", stsEndpointAccepted)
-	case u.Port() != "" && !validPort(u.Port(), 1):
-		return newError(p, shown, "has an invalid port", stsEndpointAccepted)
-	case u.Path != "" && u.Path != "/":
-		return newError(p, shown, "has a path", stsEndpointAccepted)
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		return newError(p, shown, "has a query or fragment", stsEndpointAccepted)
-	case u.Scheme == SchemeHTTP && !IsLoopbackHost(u.Hostname()):
-		return newError(p, shown, "is plain http to a host that is not loopback, where anyone on the path could read the keys STS sends", stsEndpointAccepted)
-	}
-	return nil
+	return checkServiceURL(p, v, serviceURL{
+		accepted:  stsEndpointAccepted,
+		noPath:    true,
+		noQuery:   true,
+		plainRisk: "anyone on the path could read the keys STS sends",
+	})
 }
 
 // validateSTSSources checks what needs every source at once: that each sts

@@ -365,24 +365,48 @@ func checkACMECA(p path, v string) *Error {
 	if v == "" {
 		return newError(p, "", "is required when mode is acme", acmeCAAccepted)
 	}
+	return checkServiceURL(p, v, serviceURL{
+		accepted:  acmeCAAccepted,
+		plainRisk: "anyone on the path could read and change what the ACME server sends",
+	})
+}
+
+// serviceURL says what checkServiceURL accepts besides an absolute https
+// URL with a host and no credentials.
+type serviceURL struct {
+	accepted  string
+	noPath    bool   // only "" or "/" as the path
+	noQuery   bool   // no query string
+	plainRisk string // why plain http is refused off loopback
+}
+
+// checkServiceURL checks the URL of a service signet calls itself (STS, an
+// ACME CA): https, or http to a loopback host for tests. Credentials in the
+// URL are shown redacted.
+func checkServiceURL(p path, v string, want serviceURL) *Error {
 	u, err := url.Parse(v)
 	if err != nil {
-		return newError(p, "", "is not a valid URL", acmeCAAccepted)
+		return newError(p, "", "is not a valid URL", want.accepted)
 	}
 	shown := u.Redacted()
 	switch {
 	case u.Scheme != SchemeHTTPS && u.Scheme != SchemeHTTP:
-		return newError(p, shown, "is not an https URL", acmeCAAccepted)
+		return newError(p, shown, "is not an https URL", want.accepted)
 	case u.User != nil:
-		return newError(p, shown, "must not contain credentials", acmeCAAccepted)
+		return newError(p, shown, "must not contain credentials", want.accepted)
 	case u.Opaque != "" || u.Host == "" || u.Hostname() == "":
-		return newError(p, shown, "has no host", acmeCAAccepted)
+		return newError(p, shown, "has no host", want.accepted)
 	case u.Port() != "" && !validPort(u.Port(), 1):
-		return newError(p, shown, "has an invalid port", acmeCAAccepted)
-	case u.Fragment != "":
-		return newError(p, shown, "has a fragment", acmeCAAccepted)
+		return newError(p, shown, "has an invalid port", want.accepted)
+	case want.noPath && u.Path != "" && u.Path != "/":
+		return newError(p, shown, "has a path", want.accepted)
+	case want.noQuery && (u.RawQuery != "" || u.ForceQuery) || u.Fragment != "":
+		if want.noQuery {
+			return newError(p, shown, "has a query or fragment", want.accepted)
+		}
+		return newError(p, shown, "has a fragment", want.accepted)
 	case u.Scheme == SchemeHTTP && !IsLoopbackHost(u.Hostname()):
-		return newError(p, shown, "is plain http to a host that is not loopback, where anyone on the path could read and change what the ACME server sends", acmeCAAccepted)
+		return newError(p, shown, "is plain http to a host that is not loopback, where "+want.plainRisk, want.accepted)
 	}
 	return nil
 }
