@@ -23,6 +23,10 @@ type Credentials struct {
 	// Origin names what produced the keys, for operators ("static",
 	// "chain:SharedConfigCredentials: default").
 	Origin string
+	// Identity is the ARN AWS will take the keys for, when the provider
+	// learns it without asking (AssumeRole's AssumedRoleUser); "" when not
+	// known. `signet whoami` asks.
+	Identity string
 }
 
 // CanExpire reports whether the credentials carry an expiry time.
@@ -113,6 +117,7 @@ type Source interface {
 type State struct {
 	Name         string
 	Method       string
+	Identity     string // ARN, when the provider reported it
 	AccessKeyID  string // redacted
 	Expires      time.Time
 	LastRefresh  time.Time

@@ -304,6 +304,7 @@ func (s *Refreshing) finish(f *flight, e *entry, err error) {
 		s.failures = 0
 		s.nextAttempt = time.Time{}
 		s.state.AccessKeyID = RedactKeyID(e.creds.AccessKeyID)
+		s.state.Identity = e.creds.Identity
 		s.state.Expires = e.creds.Expires
 		s.state.LastRefresh = now
 		s.state.LastError = ""

@@ -251,7 +251,7 @@ func (p *STS) Retrieve(ctx context.Context) (Credentials, error) {
 		return Credentials{}, p.explain(err, code)
 	}
 	c := out.Credentials
-	if c == nil || aws.ToString(c.AccessKeyId) == "" || aws.ToString(c.SecretAccessKey) == "" || aws.ToString(c.SessionToken) == "" || c.Expiration == nil {
+	if c == nil || out.AssumedRoleUser == nil || aws.ToString(c.AccessKeyId) == "" || aws.ToString(c.SecretAccessKey) == "" || aws.ToString(c.SessionToken) == "" || c.Expiration == nil {
 		return Credentials{}, fmt.Errorf("sts: assume role %s: %s answered without complete credentials", p.roleARN, p.endpoint)
 	}
 	if now := p.clock.Now(); !c.Expiration.After(now) {
@@ -264,6 +264,7 @@ func (p *STS) Retrieve(ctx context.Context) (Credentials, error) {
 		SessionToken:    aws.ToString(c.SessionToken),
 		Expires:         *c.Expiration,
 		Origin:          "sts:" + p.roleARN,
+		Identity:        aws.ToString(out.AssumedRoleUser.Arn),
 	}, nil
 }
 

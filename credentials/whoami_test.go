@@ -22,6 +22,9 @@ func TestWhoamiNamesTheAssumedRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, ok := f.IdentityOf(creds.AccessKeyID)
+	if st := src.State(); st.Identity != want || st.RefreshCount != 1 {
+		t.Fatalf("source state = %+v, want identity %q from AssumeRole", st, want)
+	}
 	if !ok || id.ARN != want || !strings.Contains(id.ARN, ":assumed-role/") || !strings.Contains(id.ARN, id.Account) {
 		t.Fatalf("whoami = %+v, want the assumed role %q", id, want)
 	}
