@@ -77,7 +77,8 @@ type Refreshing struct {
 	mu          sync.Mutex
 	inflight    *flight
 	failures    int
-	nextAttempt time.Time
+	lastAttempt time.Time // start of the latest fetch
+	nextAttempt time.Time // no background fetch before this (backoff)
 	state       State
 }
 
@@ -172,23 +173,24 @@ func (s *Refreshing) eager() {
 			wait = e.advisory.Sub(now)
 		}
 		s.mu.Lock()
-		if backoff := s.nextAttempt.Sub(now); backoff > wait {
+		f := s.inflight
+		if backoff := s.nextAttempt.Sub(now); f == nil && backoff > wait {
 			wait = backoff
 		}
+		if f == nil && wait <= 0 {
+			f = s.startLocked()
+		}
 		s.mu.Unlock()
-		if wait > 0 {
+		if f == nil {
+			// Sleep, then look again: meanwhile a request may have
+			// refreshed, or failed and pushed the next attempt out.
 			select {
 			case <-s.ctx.Done():
 				return
 			case <-s.opts.Clock.After(wait):
 			}
+			continue
 		}
-		s.mu.Lock()
-		f := s.inflight
-		if f == nil {
-			f = s.startLocked()
-		}
-		s.mu.Unlock()
 		select {
 		case <-s.ctx.Done():
 			return
@@ -240,11 +242,20 @@ func (s *Refreshing) wait(ctx context.Context, now time.Time) (Credentials, erro
 	}
 	f := s.inflight
 	if f == nil {
-		if now.Before(s.nextAttempt) {
+		retryAt := s.nextAttempt
+		if unavailable == ErrRefreshFailed {
+			// Requests are waiting on keys that are past the mandatory
+			// point: the provider may be back long before a backoff grown
+			// during the outage ends, so try again after a second.
+			if soon := s.lastAttempt.Add(minBackoff); soon.Before(retryAt) {
+				retryAt = soon
+			}
+		}
+		if now.Before(retryAt) {
 			// A fetch failed moments ago: answer with its error rather
 			// than hammer the provider once per request.
 			err := fmt.Errorf("source %s: %w: last refresh failed, next attempt in %s: %s",
-				s.name, unavailable, s.nextAttempt.Sub(now).Round(time.Millisecond), s.state.LastError)
+				s.name, unavailable, retryAt.Sub(now).Round(time.Millisecond), s.state.LastError)
 			s.mu.Unlock()
 			return Credentials{}, err
 		}
@@ -271,6 +282,7 @@ func (s *Refreshing) wait(ctx context.Context, now time.Time) (Credentials, erro
 // fetch runs under the source's own context, not the caller's, so that a
 // caller that gives up does not cancel it for everyone else waiting.
 func (s *Refreshing) startLocked() *flight {
+	s.lastAttempt = s.opts.Clock.Now()
 	f := &flight{done: make(chan struct{})}
 	s.inflight = f
 	go s.fetch(f)

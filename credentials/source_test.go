@@ -360,3 +360,85 @@ func TestEagerStopsOnClose(t *testing.T) {
 		t.Fatalf("provider called %d times after Close", got)
 	}
 }
+
+// Past the mandatory point, a provider that is back is tried within a
+// second, however long the backoff grew during the outage.
+func TestRecoveryPastMandatoryIgnoresLongBackoff(t *testing.T) {
+	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	p := &countingProvider{clock: clk, lifetime: time.Hour}
+	s := newTestSource(p, clk)
+	defer s.Close()
+	if _, err := s.Credentials(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p.fail.Store(true)
+	start := clk.Now()
+	clk.Add(46 * time.Minute)
+	for range 7 { // failures in the advisory window grow the backoff
+		_, _ = s.Credentials(context.Background())
+		waitIdle(t, s)
+		s.mu.Lock()
+		next := s.nextAttempt
+		s.mu.Unlock()
+		clk.Add(next.Sub(clk.Now()) + time.Millisecond)
+	}
+	_, _ = s.Credentials(context.Background())
+	waitIdle(t, s)
+	s.mu.Lock()
+	backoff := s.nextAttempt.Sub(clk.Now())
+	s.mu.Unlock()
+	if backoff < 30*time.Second || !clk.Now().Before(start.Add(50*time.Minute)) {
+		t.Fatalf("backoff %s at %s: the test needs a long one inside the advisory window", backoff, clk.Now().Sub(start))
+	}
+	// One more failure just before the mandatory point, so that the
+	// backoff reaches well past it.
+	clk.Add(start.Add(50*time.Minute - time.Second).Sub(clk.Now()))
+	_, _ = s.Credentials(context.Background())
+	waitIdle(t, s)
+	clk.Add(2 * time.Second) // past mandatory, deep inside the backoff
+	s.mu.Lock()
+	inBackoff := clk.Now().Before(s.nextAttempt)
+	s.mu.Unlock()
+	if !inBackoff {
+		t.Fatal("the test needs the clock inside the backoff")
+	}
+	p.fail.Store(false)
+	if _, err := s.Credentials(context.Background()); err != nil {
+		t.Fatalf("provider is back, keys still valid, backoff %s: %v", backoff, err)
+	}
+}
+
+// In eager mode a timer that fires while a request's refresh is in flight
+// joins it, and after a failure waits for the backoff: one provider call
+// per attempt, never two.
+func TestEagerTimerJoinsRequestRefresh(t *testing.T) {
+	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	p := &countingProvider{clock: clk, lifetime: time.Hour}
+	s := NewSource("eager", p, SourceOptions{Mode: ModeEager, Clock: clk})
+	defer s.Close()
+	s.Start()
+	waitFor(t, "the first fetch", func() bool { return p.calls.Load() == 1 && clk.timers() == 1 })
+	p.gate = make(chan struct{})
+	p.fail.Store(true)
+	// The advisory point is between 44m30s and 45m. A request at 44m10s is
+	// before it (no refresh); then the clock jumps past it and the request
+	// path and the timer both want a refresh at once.
+	clk.Add(44*time.Minute + 10*time.Second)
+	clk.mu.Lock()
+	clk.now = clk.now.Add(time.Minute) // move time without firing timers yet
+	clk.mu.Unlock()
+	if _, err := s.Credentials(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the request's refresh", func() bool { return p.calls.Load() == 2 })
+	clk.Add(0) // now the eager timer fires, during the flight
+	time.Sleep(20 * time.Millisecond)
+	p.gate <- struct{}{}
+	waitIdle(t, s)
+	waitFor(t, "the eager loop to sleep on the backoff", func() bool { return clk.timers() == 1 })
+	time.Sleep(20 * time.Millisecond)
+	if got := p.calls.Load(); got != 2 {
+		t.Fatalf("provider calls = %d, want 2: the timer must join the flight and then back off", got)
+	}
+	close(p.gate)
+}

@@ -2,7 +2,8 @@
 // GetCallerIdentity over the AWS query protocol, with every request's
 // SigV4 signature checked against the keys the fake knows (its users and
 // the sessions it minted), MFA checked like AWS checks it (a code is
-// accepted once), and failures on demand.
+// accepted once), and failures on demand. Options.OnMint hands every
+// minted session to the test, so that a real verifier can learn it.
 package ststest
 
 import (
@@ -103,6 +104,7 @@ type Server struct {
 	failures   []Failure
 	always     Failure
 	calls      []Call
+	onMint     func(Minted) error
 }
 
 // Options configure New.
@@ -114,6 +116,30 @@ type Options struct {
 	PlainHTTP bool
 	// Now is the fake's clock; default time.Now.
 	Now func() time.Time
+	// OnMint, when set, is called with every session AssumeRole mints,
+	// before the answer is sent, so that a test can make the session known
+	// to a real verifier first. An error fails the call with 500
+	// InternalFailure and the session is not minted.
+	OnMint func(Minted) error
+}
+
+// Minted is a session AssumeRole minted.
+type Minted struct {
+	AccessKeyID     string
+	SecretAccessKey string
+	SessionToken    string
+	// Issued and Expires are the session's lifetime; Expires is what the
+	// answer's Expiration says (in the past with FailExpired).
+	Issued  time.Time
+	Expires time.Time
+	// RoleARN is the role assumed, RoleSessionName the caller's name for
+	// the session.
+	RoleARN         string
+	RoleSessionName string
+	// AssumedRoleARN and AssumedRoleID identify the session, as in
+	// AssumedRoleUser.
+	AssumedRoleARN string
+	AssumedRoleID  string
 }
 
 // New starts a fake STS that is closed when the test ends.
@@ -125,6 +151,7 @@ func New(t testing.TB, opts Options) *Server {
 		principals: map[string]principal{},
 		roles:      map[string]Role{},
 		used:       map[string]bool{},
+		onMint:     opts.OnMint,
 	}
 	if s.region == "" {
 		s.region = "us-east-1"
@@ -418,14 +445,14 @@ func (s *Server) assumeRole(w http.ResponseWriter, r *http.Request, reqID, akid 
 		finish(e)
 		return
 	}
-	finish(nil)
 
-	expires := s.now().Add(time.Duration(dur) * time.Second)
+	now := s.now()
+	expires := now.Add(time.Duration(dur) * time.Second)
 	if lifetime > 0 {
-		expires = s.now().Add(lifetime)
+		expires = now.Add(lifetime)
 	}
 	if fail == FailExpired {
-		expires = s.now().Add(-time.Minute)
+		expires = now.Add(-time.Minute)
 	}
 	roleName := c.RoleARN[strings.LastIndexByte(c.RoleARN, '/')+1:]
 	minted := principal{
@@ -437,6 +464,19 @@ func (s *Server) assumeRole(w http.ResponseWriter, r *http.Request, reqID, akid 
 		chained: true,
 	}
 	newKey := "ASIA" + randomID(16)
+	if s.onMint != nil {
+		err := s.onMint(Minted{
+			AccessKeyID: newKey, SecretAccessKey: minted.secret, SessionToken: minted.token,
+			Issued: now, Expires: expires,
+			RoleARN: c.RoleARN, RoleSessionName: c.RoleSessionName,
+			AssumedRoleARN: minted.arn, AssumedRoleID: minted.userID,
+		})
+		if err != nil {
+			finish(&apiError{status: 500, typ: "Receiver", code: "InternalFailure", message: "OnMint: " + err.Error()})
+			return
+		}
+	}
+	finish(nil)
 	s.mu.Lock()
 	s.principals[newKey] = minted
 	s.mu.Unlock()
