@@ -202,78 +202,54 @@ func startVersityOpts(tb testing.TB, o versityOpts) *versity {
 	tb.Helper()
 	bin := needVersity(tb)
 	dir := tb.TempDir()
-	data := filepath.Join(dir, "data")
+	data, noMeta := versityDataDir(tb, dir)
+	health := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
+	addr := startVersityProc(tb, bin, "versitygw",
+		baseEnv(dir, "ROOT_ACCESS_KEY_ID="+o.AccessKey, "ROOT_SECRET_ACCESS_KEY="+o.SecretKey),
+		func(addr string) []string { return versityArgs(addr, noMeta, data) },
+		func(addr string) error { return healthOK(health, "http://"+addr+"/health") })
+	return &versity{Addr: addr, DataDir: data, NoMeta: noMeta}
+}
+
+// versityDataDir makes the posix backend's directory and finds out whether
+// it takes user xattrs; without them versitygw must run with --nometa.
+func versityDataDir(tb testing.TB, dir string) (data string, noMeta bool) {
+	tb.Helper()
+	data = filepath.Join(dir, "data")
 	if err := os.Mkdir(data, 0o700); err != nil {
 		tb.Fatal(err)
 	}
-	noMeta := false
 	if err := syscall.Setxattr(data, "user.signettest", []byte("1"), 0); err != nil {
-		noMeta = true
 		tb.Logf("versitygw: user xattrs unsupported in %s (%v): running with --nometa", data, err)
+		return data, true
 	}
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		port := freePort(tb)
-		addr := "127.0.0.1:" + strconv.Itoa(port)
-		args := []string{"--port", addr, "--health", "/health", "--keep-alive", "--quiet",
-			"--virtual-domain", s3Host, "posix"}
-		if noMeta {
-			args = append(args, "--nometa")
-		}
-		args = append(args, data)
-		cmd := exec.Command(bin, args...)
-		cmd.Env = baseEnv(dir, "ROOT_ACCESS_KEY_ID="+o.AccessKey, "ROOT_SECRET_ACCESS_KEY="+o.SecretKey)
-		out := &syncBuffer{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			tb.Fatalf("start versitygw: %v", err)
-		}
-		exited := make(chan struct{})
-		var waitErr error
-		go func() { waitErr = cmd.Wait(); close(exited) }()
-		if err := waitHealthy("http://"+addr+"/health", exited, 10*time.Second); err != nil {
-			_ = cmd.Process.Kill()
-			<-exited
-			lastErr = fmt.Errorf("%v (%v)\nversitygw output:\n%s", err, waitErr, out.String())
-			continue
-		}
-		tb.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-			if tb.Failed() {
-				tb.Logf("versitygw output:\n%s", out.String())
-			}
-		})
-		return &versity{Addr: addr, DataDir: data, NoMeta: noMeta}
-	}
-	tb.Fatalf("versitygw did not become healthy in 3 attempts: %v", lastErr)
-	return nil
+	return data, false
 }
 
-func waitHealthy(url string, exited <-chan struct{}, limit time.Duration) error {
-	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
-	deadline := time.Now().Add(limit)
-	for i := 0; i < 1000 && time.Now().Before(deadline); i++ {
-		select {
-		case <-exited:
-			return errors.New("exited before becoming healthy")
-		default:
-		}
-		resp, err := c.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+// versityArgs are the gateway's arguments: path-style and virtual-hosted
+// (s3.us-east-1.amazonaws.com) addressing, keep-alive, a health path, the
+// posix backend on data; extra flags go before the backend.
+func versityArgs(addr string, noMeta bool, data string, extra ...string) []string {
+	args := append([]string{"--port", addr, "--health", "/health", "--keep-alive", "--quiet",
+		"--virtual-domain", s3Host}, extra...)
+	args = append(args, "posix")
+	if noMeta {
+		args = append(args, "--nometa")
 	}
-	return fmt.Errorf("%s not healthy within %v", url, limit)
+	return append(args, data)
+}
+
+// healthOK is one look at a health URL: nil on 200.
+func healthOK(c *http.Client, url string) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: status %d", url, resp.StatusCode)
+	}
+	return nil
 }
 
 // ------------------------------------------------------------------- signet

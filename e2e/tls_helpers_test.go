@@ -27,7 +27,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -121,78 +120,19 @@ func startVersityTLS(tb testing.TB, ca *testCA) *versity {
 	tb.Helper()
 	bin := needVersity(tb)
 	dir := tb.TempDir()
-	data := filepath.Join(dir, "data")
-	if err := os.Mkdir(data, 0o700); err != nil {
-		tb.Fatal(err)
-	}
+	data, noMeta := versityDataDir(tb, dir)
 	certPEM, keyPEM := ca.leaf(tb, s3Host, "*."+s3Host)
 	certFile := writeTestFile(tb, filepath.Join(dir, "cert.pem"), certPEM)
 	keyFile := writeTestFile(tb, filepath.Join(dir, "key.pem"), keyPEM)
-	noMeta := syscall.Setxattr(data, "user.signettest", []byte("1"), 0) != nil
 	health := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil,
 		TLSClientConfig: &tls.Config{RootCAs: ca.pool(), ServerName: s3Host}}}
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		addr := "127.0.0.1:" + strconv.Itoa(freePort(tb))
-		args := []string{"--port", addr, "--cert", certFile, "--key", keyFile, "--health", "/health",
-			"--keep-alive", "--quiet", "--virtual-domain", s3Host, "posix"}
-		if noMeta {
-			args = append(args, "--nometa")
-		}
-		cmd := exec.Command(bin, append(args, data)...)
-		cmd.Env = baseEnv(dir, "ROOT_ACCESS_KEY_ID="+testAccessKey, "ROOT_SECRET_ACCESS_KEY="+testSecretKey)
-		out := &syncBuffer{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			tb.Fatalf("start versitygw: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		if err := waitHealthyWith(health, "https://"+addr+"/health", exited, 10*time.Second); err != nil {
-			_ = cmd.Process.Kill()
-			<-exited
-			lastErr = fmt.Errorf("%v\nversitygw output:\n%s", err, out.String())
-			continue
-		}
-		tb.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-			if tb.Failed() {
-				tb.Logf("versitygw (TLS) output:\n%s", out.String())
-			}
-		})
-		return &versity{Addr: addr, DataDir: data, NoMeta: noMeta}
-	}
-	tb.Fatalf("versitygw with TLS did not become healthy in 3 attempts: %v", lastErr)
-	return nil
-}
-
-func waitHealthyWith(c *http.Client, url string, exited <-chan struct{}, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	var lastErr error
-	for i := 0; i < 1000 && time.Now().Before(deadline); i++ {
-		select {
-		case <-exited:
-			return errors.New("exited before becoming healthy")
-		default:
-		}
-		resp, err := c.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-			err = fmt.Errorf("status %d", resp.StatusCode)
-		}
-		lastErr = err
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("%s not healthy within %v: %v", url, limit, lastErr)
+	addr := startVersityProc(tb, bin, "versitygw (TLS)",
+		baseEnv(dir, "ROOT_ACCESS_KEY_ID="+testAccessKey, "ROOT_SECRET_ACCESS_KEY="+testSecretKey),
+		func(addr string) []string {
+			return versityArgs(addr, noMeta, data, "--cert", certFile, "--key", keyFile)
+		},
+		func(addr string) error { return healthOK(health, "https://"+addr+"/health") })
+	return &versity{Addr: addr, DataDir: data, NoMeta: noMeta}
 }
 
 // --------------------------------------------------------- signet commands

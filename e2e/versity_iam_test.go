@@ -84,30 +84,11 @@ func startVersityIAM(tb testing.TB, ak, sk string) *versityIAM {
 		return c.Close()
 	})
 
-	data := filepath.Join(tb.TempDir(), "data")
-	if err := os.Mkdir(data, 0o700); err != nil {
-		tb.Fatal(err)
-	}
-	noMeta := syscall.Setxattr(data, "user.signettest", []byte("1"), 0) != nil
+	data, noMeta := versityDataDir(tb, tb.TempDir())
 	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
-	gw := startVersityProc(tb, bin, "versitygw gateway", env, func(addr string) []string {
-		args := []string{"--port", addr, "--health", "/health", "--keep-alive", "--quiet",
-			"--virtual-domain", s3Host, "--iam-standalone-endpoint", sock, "posix"}
-		if noMeta {
-			args = append(args, "--nometa")
-		}
-		return append(args, data)
-	}, func(addr string) error {
-		resp, err := hc.Get("http://" + addr + "/health")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("health: %d", resp.StatusCode)
-		}
-		return nil
-	})
+	gw := startVersityProc(tb, bin, "versitygw gateway", env,
+		func(addr string) []string { return versityArgs(addr, noMeta, data, "--iam-standalone-endpoint", sock) },
+		func(addr string) error { return healthOK(hc, "http://"+addr+"/health") })
 	v.versity = &versity{Addr: gw, DataDir: data, NoMeta: noMeta}
 	return v
 }
