@@ -32,21 +32,8 @@ func BenchmarkSmallGET(b *testing.B) {
 	}
 
 	run := func(b *testing.B, c *http.Client, newReq func() (*http.Request, error)) {
-		// One checked request first, so a broken path fails loudly.
-		if err := getOnce(c, newReq, payload); err != nil {
-			b.Fatal(err)
-		}
 		b.SetBytes(int64(len(payload)))
-		b.ReportAllocs()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if err := getOnce(c, newReq, payload); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
+		benchGets(b, c, newReq, payload, 1)
 	}
 
 	b.Run("direct-sdk-signed", func(b *testing.B) {
@@ -127,23 +114,34 @@ reverse:
 			}
 			return req, err
 		}
-		if err := getOnce(c, newReq, payload); err != nil {
-			b.Fatal(err)
-		}
-		b.ReportAllocs()
-		// 16 goroutines per core: 32 connections on 2 cores, as wrk -c32.
-		b.SetParallelism(16)
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if err := getOnce(c, newReq, payload); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
+		benchGets(b, c, newReq, payload, wrkConnsPerCore)
 	}
 	b.Run("direct", func(b *testing.B) { run(b, newGoClient("").c, up.URL+"/item", true) })
 	b.Run("signet-reverse", func(b *testing.B) { run(b, newGoClient("").c, "http://"+s.Reverse[0]+"/item", false) })
 	b.Run("signet-forward", func(b *testing.B) { run(b, newGoClient(s.ProxyURL()).c, "http://api.bench.test/item", false) })
+}
+
+// wrkConnsPerCore: 16 goroutines per core, 32 connections on 2 cores, as
+// wrk -c32.
+const wrkConnsPerCore = 16
+
+// benchGets runs GETs from newReq in parallel (perCore goroutines per
+// GOMAXPROCS), each checked against want. One checked request first, so a
+// broken path fails loudly rather than measuring errors.
+func benchGets(b *testing.B, c *http.Client, newReq func() (*http.Request, error), want []byte, perCore int) {
+	b.Helper()
+	if err := getOnce(c, newReq, want); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetParallelism(perCore)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := getOnce(c, newReq, want); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -85,20 +85,7 @@ upstream:
 	}
 	run := func(b *testing.B, c *http.Client) {
 		newReq := func() (*http.Request, error) { return http.NewRequest("GET", "https://"+host+"/item", nil) }
-		if err := getOnce(c, newReq, payload); err != nil {
-			b.Fatal(err)
-		}
-		b.ReportAllocs()
-		b.SetParallelism(16)
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if err := getOnce(c, newReq, payload); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
+		benchGets(b, c, newReq, payload, wrkConnsPerCore)
 	}
 	b.Run("direct-tls", func(b *testing.B) { run(b, client(upCA.CACertPEM(), false)) })
 	b.Run("signet-intercepted", func(b *testing.B) { run(b, client(signetCA, true)) })
