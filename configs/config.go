@@ -19,6 +19,7 @@ const (
 	MethodStatic = "static"
 	MethodChain  = "chain"
 	MethodSTS    = "sts"
+	MethodIoT    = "iot"
 )
 
 // Payload hash strategies for routes and reverse listeners.
@@ -97,6 +98,7 @@ type Source struct {
 	Static *Static `koanf:"static" yaml:"static,omitempty" json:"static,omitempty" toml:"static,omitempty"`
 	Chain  *Chain  `koanf:"chain" yaml:"chain,omitempty" json:"chain,omitempty" toml:"chain,omitempty"`
 	STS    *STS    `koanf:"sts" yaml:"sts,omitempty" json:"sts,omitempty" toml:"sts,omitempty"`
+	IoT    *IoT    `koanf:"iot" yaml:"iot,omitempty" json:"iot,omitempty" toml:"iot,omitempty"`
 	// Refresh says when the source's credentials are refreshed; Load fills
 	// every field.
 	Refresh Refresh `koanf:"refresh" yaml:"refresh" json:"refresh" toml:"refresh"`

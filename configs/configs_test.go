@@ -146,7 +146,7 @@ func TestErrorRules(t *testing.T) {
 		{"unmatched", "unmatched: drop\n", "unmatched", "drop", "accepted: forward, deny"},
 		{"source name", "sources:\n  Prod:\n    method: chain\n", "sources.Prod", "Prod", "is not a valid source name"},
 		{"method missing", "sources:\n  s: {}\n", "sources.s.method", "", "is required; accepted: static, chain"},
-		{"method planned", "sources:\n  s: {method: iot}\n", "sources.s.method", "iot", "method iot is not available in this build yet"},
+		{"method planned", "sources:\n  s: {method: wasm}\n", "sources.s.method", "wasm", "method wasm is not available in this build yet"},
 		{"method unknown", "sources:\n  s: {method: magic}\n", "sources.s.method", "magic", "is not valid; accepted: static, chain"},
 		{"static block missing", "sources:\n  s: {method: static}\n", "sources.s.static", "", "is required when method is static"},
 		{"static key id missing", "sources:\n  s: {method: static, static: {secret_access_key: x}}\n", "sources.s.static.access_key_id", "", "is required"},

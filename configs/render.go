@@ -22,6 +22,12 @@ func (c *Config) Redacted() *Config {
 			s.STS.TokenCode = RedactedValue
 			out.Sources[name] = s
 		}
+		// An iot block holds file names and a variable name, never a
+		// secret: a pin is refused by Validate, and hidden here all the
+		// same for a config that was never validated.
+		if s.IoT != nil && s.IoT.PKCS11 != nil && s.IoT.PKCS11.Pin != "" {
+			s.IoT.PKCS11.Pin = RedactedValue
+		}
 		if s.Static == nil {
 			continue
 		}
@@ -67,6 +73,9 @@ func (c *Config) clone() *Config {
 			}
 			if s.STS != nil {
 				s.STS = s.STS.clone()
+			}
+			if s.IoT != nil {
+				s.IoT = s.IoT.clone()
 			}
 			out.Sources[k] = s
 		}

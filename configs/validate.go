@@ -27,7 +27,7 @@ var (
 )
 
 const (
-	methodsAccepted  = "static, chain, sts"
+	methodsAccepted  = "static, chain, sts, iot"
 	hostPortAccepted = "host:port with a numeric port 0-65535, like 127.0.0.1:8080"
 	regionAccepted   = "a region name like us-east-1 or eu-central-1"
 	serviceAccepted  = "a signing name of letters, digits and '-', like s3 or execute-api"
@@ -78,6 +78,10 @@ func (c *Config) normalize() {
 			st := *s.STS
 			st.normalize()
 			s.STS = &st
+		}
+		if s.IoT != nil {
+			s.IoT = s.IoT.clone()
+			s.IoT.normalize()
 		}
 		s.Refresh.normalize()
 		c.Sources[name] = s
@@ -449,7 +453,21 @@ func validateSource(p path, name string, s Source) Errors {
 				errs = append(errs, newError(p.field(b.name), "", "is not allowed when method is sts", "remove the "+b.name+" block, or set method: "+b.name))
 			}
 		}
-	case "iot", "wasm":
+	case MethodIoT:
+		if s.IoT == nil {
+			errs = append(errs, newError(p.field("iot"), "", "is required when method is iot", "a mapping with endpoint, role_alias, certificate and private_key (or pkcs11)"))
+		} else {
+			errs = append(errs, s.IoT.validate(p.field("iot"), s.Refresh)...)
+		}
+		for _, b := range []struct {
+			name string
+			set  bool
+		}{{"static", s.Static != nil}, {"chain", s.Chain != nil}, {"sts", s.STS != nil}} {
+			if b.set {
+				errs = append(errs, newError(p.field(b.name), "", "is not allowed when method is iot", "remove the "+b.name+" block, or set method: "+b.name))
+			}
+		}
+	case "wasm":
 		errs = append(errs, newError(p.field("method"), s.Method, "is not valid: method "+s.Method+" is not available in this build yet", methodsAccepted))
 	case "":
 		errs = append(errs, newError(p.field("method"), "", "is required", methodsAccepted))
@@ -457,8 +475,11 @@ func validateSource(p path, name string, s Source) Errors {
 		errs = append(errs, newError(p.field("method"), s.Method, "is not valid", methodsAccepted))
 	}
 	errs = append(errs, s.Refresh.validate(p.field("refresh"))...)
-	if s.STS != nil && s.Method != MethodSTS && s.Method != "" {
+	if s.STS != nil && s.Method != MethodSTS && s.Method != MethodIoT && s.Method != "" {
 		errs = append(errs, newError(p.field("sts"), "", "is not allowed when method is "+s.Method, "remove the sts block, or set method: sts"))
+	}
+	if s.IoT != nil && s.Method != MethodIoT && s.Method != "" {
+		errs = append(errs, newError(p.field("iot"), "", "is not allowed when method is "+s.Method, "remove the iot block, or set method: iot"))
 	}
 	return errs
 }

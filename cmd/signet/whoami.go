@@ -18,7 +18,7 @@ func runWhoami(ctx context.Context, c *cli, args []string) error {
 	var cf configFlags
 	cf.register(fs)
 	source := fs.String("source", "", "source `name` (default: the first route's source)")
-	region := fs.String("region", "", "STS `region` to ask (default: the source's sts.region, else AWS_REGION, else us-east-1)")
+	region := fs.String("region", "", "STS `region` to ask (default: the source's sts.region or its iot endpoint's region, else AWS_REGION, else us-east-1)")
 	endpoint := fs.String("endpoint", "", "STS endpoint `URL` (default: the source's sts.endpoint, else the regional endpoint)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -52,6 +52,10 @@ func runWhoami(ctx context.Context, c *cli, args []string) error {
 		if opts.Region == "" {
 			opts.Region = sc.STS.Region
 		}
+	}
+	if sc.IoT != nil && opts.Region == "" {
+		// The role alias's role lives in the endpoint's account and region.
+		opts.Region = credentials.IoTEndpointRegion(sc.IoT.Endpoint)
 	}
 	if opts.Region == "" {
 		opts.Region, _ = lookupEnv(c.environ, "AWS_REGION")

@@ -246,6 +246,8 @@ func newProvider(ctx context.Context, sc configs.Source, roots *x509.CertPool,
 		return credentials.NewChain(ctx, credentials.ChainOptions{Profile: profile})
 	case configs.MethodSTS:
 		return newSTSProvider(ctx, sc.STS, roots, credentialsOf)
+	case configs.MethodIoT:
+		return newIoTProvider(sc.IoT, roots, pkcs11Signer)
 	default:
 		return nil, fmt.Errorf("method %q is not available in this build", sc.Method)
 	}

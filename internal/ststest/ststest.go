@@ -438,7 +438,10 @@ func (s *Server) assumeRole(w http.ResponseWriter, r *http.Request, reqID, akid 
 		c.Error = "(hang)"
 		s.record(c)
 		<-r.Context().Done()
-		return
+		// Abort rather than return: a handler that returns has answered
+		// 200 with an empty body, which a client still listening would
+		// take for an answer.
+		panic(http.ErrAbortHandler)
 	}
 
 	if e := s.checkAssumeRole(c, dur, caller, role, roleKnown); e != nil {
