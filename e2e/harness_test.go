@@ -282,6 +282,13 @@ type logLine struct {
 // expected to log JSON to stderr. It is stopped with SIGTERM at cleanup.
 func startSignet(tb testing.TB, configYAML string, nReverse int) *signetProc {
 	tb.Helper()
+	return startSignetEnv(tb, configYAML, nReverse)
+}
+
+// startSignetEnv is startSignet with extra "K=V" variables in signet's
+// environment (SOFTHSM2_CONF for a PKCS#11 token, say).
+func startSignetEnv(tb testing.TB, configYAML string, nReverse int, extraEnv ...string) *signetProc {
+	tb.Helper()
 	bin := needSignet(tb)
 	dir := tb.TempDir()
 	home := filepath.Join(dir, "home")
@@ -296,7 +303,7 @@ func startSignet(tb testing.TB, configYAML string, nReverse int) *signetProc {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command(bin, "serve", "-c", cfg)
-	cmd.Env = baseEnv(home, "AWS_EC2_METADATA_DISABLED=true", "TMPDIR="+tmp)
+	cmd.Env = baseEnv(home, append([]string{"AWS_EC2_METADATA_DISABLED=true", "TMPDIR=" + tmp}, extraEnv...)...)
 	cmd.Dir = dir
 	logs := &syncBuffer{}
 	pr, pw := io.Pipe()

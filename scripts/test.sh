@@ -10,7 +10,9 @@
 #   SIGNETTEST_PEBBLE_TESTDIR  Pebble's test/ directory (its test CA and config);
 #                          default: from the module cache, downloaded if missing
 #   SIGNETTEST_FUZZTIME    per-target fuzz time (default 5s)
-#   CI=true                missing peers fail the e2e tests instead of skipping
+#   SIGNETTEST_SOFTHSM2_MODULE  the SoftHSM2 PKCS#11 module for credentials/pkcs11
+#                          (default /usr/lib/softhsm/libsofthsm2.so)
+#   CI=true                missing peers fail the e2e and pkcs11 tests instead of skipping
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -27,12 +29,14 @@ command -v go >/dev/null || die "go is not installed (Go 1.26 or newer is needed
 
 # ---------------------------------------------------------------- packages
 # curl and python3 are e2e clients; ca-certificates for the module proxy;
-# gcc and libc6-dev because -race needs cgo.
+# gcc and libc6-dev because -race needs cgo; softhsm2 (a real PKCS#11
+# token) and opensc (its pkcs11-tool) for credentials/pkcs11.
 missing_pkgs=()
 command -v curl >/dev/null || missing_pkgs+=(curl)
 command -v python3 >/dev/null || missing_pkgs+=(python3)
 [ -e /etc/ssl/certs/ca-certificates.crt ] || missing_pkgs+=(ca-certificates)
 command -v gcc >/dev/null || missing_pkgs+=(gcc libc6-dev)
+{ command -v softhsm2-util >/dev/null && command -v pkcs11-tool >/dev/null; } || missing_pkgs+=(softhsm2 opensc)
 if ((${#missing_pkgs[@]})); then
 	log "installing Debian packages: ${missing_pkgs[*]}"
 	SUDO=

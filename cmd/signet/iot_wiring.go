@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/signet-proxy/signet/configs"
 	"github.com/signet-proxy/signet/credentials"
+	"github.com/signet-proxy/signet/credentials/pkcs11"
 )
 
 // newIoTProvider builds the iot provider: the endpoint's roots (ca_file
@@ -65,13 +67,58 @@ func newIoTProvider(c *configs.IoT, roots *x509.CertPool,
 	return p, nil
 }
 
-// pkcs11Signer is where the PKCS#11 key loader (package
-// credentials/pkcs11) plugs in: it opens c.Module, logs in to the token
-// with the PIN from c.PinFile or c.PinEnv, finds the private key, and
-// returns it as a crypto.Signer (an io.Closer too, when it holds a
-// session: the iot provider closes it).
+// pkcs11Signer opens the device key in a PKCS#11 token: c.Module, the token
+// and key by the fields or by an RFC 7512 URI, the PIN from pin_file
+// (pin-source in a URI) or pin_env. The returned signer is an io.Closer
+// that releases the token; the iot provider closes it. A wrong PIN is not
+// retried: tokens lock after a few wrong tries.
 func pkcs11Signer(c *configs.PKCS11) (crypto.Signer, error) {
-	return nil, fmt.Errorf("module %s: PKCS#11 keys are not available in this build yet; use private_key", c.Module)
+	opts := pkcs11.Options{Module: c.Module, TokenLabel: c.TokenLabel, TokenSerial: c.TokenSerial, Slot: c.Slot, KeyLabel: c.KeyLabel}
+	pinFile := c.PinFile
+	if c.URI != "" {
+		u, src, err := pkcs11.ParseURI(c.URI)
+		if err != nil {
+			return nil, fmt.Errorf("uri: %w", err)
+		}
+		if src.Value != "" {
+			return nil, errors.New("uri: pin-value puts the PIN in the config; use pin-source=file:PATH, pin_file or pin_env")
+		}
+		if c.Module != "" {
+			u.Module = c.Module
+		}
+		opts = u
+		if pinFile == "" {
+			pinFile = src.File
+		}
+	}
+	if c.KeyID != "" {
+		id, err := hex.DecodeString(c.KeyID)
+		if err != nil {
+			return nil, fmt.Errorf("key_id %q is not hex: %w", c.KeyID, err)
+		}
+		opts.KeyID = id
+	}
+	switch {
+	case pinFile != "":
+		b, err := os.ReadFile(pinFile)
+		if err != nil {
+			return nil, fmt.Errorf("pin_file: %w", err)
+		}
+		opts.PIN = string(trimNewline(b))
+	case c.PinEnv != "":
+		v, ok := os.LookupEnv(c.PinEnv)
+		if !ok || v == "" {
+			return nil, fmt.Errorf("pin_env: %s is not set in signet's environment", c.PinEnv)
+		}
+		opts.PIN = v
+	default:
+		return nil, errors.New("no PIN: set pin_file or pin_env (or pin-source in the uri)")
+	}
+	key, err := pkcs11.Open(opts)
+	if err != nil {
+		return nil, err
+	}
+	return key.Signer(), nil
 }
 
 // trimNewline drops one trailing "\n" or "\r\n", as an editor or
