@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -136,10 +137,17 @@ func NewSource(name string, p Provider, opts SourceOptions) *Refreshing {
 // Name returns the source's name from the config.
 func (s *Refreshing) Name() string { return s.name }
 
-// Close stops any refresh in flight. It is safe to call more than once.
+// Close stops any refresh in flight and closes the provider when it holds
+// something (an HSM session). It is safe to call more than once.
 func (s *Refreshing) Close() error {
-	if s.closed.CompareAndSwap(false, true) {
-		s.cancel()
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.cancel()
+	if c, ok := s.provider.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			return fmt.Errorf("source %s: close provider: %w", s.name, err)
+		}
 	}
 	return nil
 }

@@ -442,3 +442,23 @@ func TestEagerTimerJoinsRequestRefresh(t *testing.T) {
 	}
 	close(p.gate)
 }
+
+// closingProvider counts Close calls.
+type closingProvider struct {
+	countingProvider
+	closes atomic.Int32
+}
+
+func (p *closingProvider) Close() error { p.closes.Add(1); return nil }
+
+// A source owns its provider: closing the source releases what the
+// provider holds (an HSM session), once.
+func TestSourceClosesItsProvider(t *testing.T) {
+	p := &closingProvider{}
+	s := NewSource("hsm", p, SourceOptions{})
+	_ = s.Close()
+	_ = s.Close()
+	if got := p.closes.Load(); got != 1 {
+		t.Fatalf("provider closed %d times, want 1", got)
+	}
+}
