@@ -51,7 +51,7 @@ func (rec *recorder) all() []received {
 	return append([]received(nil), rec.reqs...)
 }
 
-func staticSource(t *testing.T) credentials.Source {
+func staticSource(t testing.TB) credentials.Source {
 	t.Helper()
 	p, err := credentials.NewStatic("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "")
 	if err != nil {
@@ -68,7 +68,7 @@ type testProxy struct {
 	reverse []string
 }
 
-func startProxy(t *testing.T, opts Options) *testProxy {
+func startProxy(t testing.TB, opts Options) *testProxy {
 	t.Helper()
 	if opts.Listen == "" {
 		opts.Listen = "127.0.0.1:0"
@@ -123,7 +123,7 @@ func rawRequest(t *testing.T, addr, req string) (*http.Response, string) {
 	return resp, string(b)
 }
 
-func upstreamAddr(t *testing.T, h http.Handler) string {
+func upstreamAddr(t testing.TB, h http.Handler) string {
 	t.Helper()
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
