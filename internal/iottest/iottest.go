@@ -40,6 +40,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/signet-proxy/signet/internal/faketest"
 )
 
 // ------------------------------------------------------------------ PKI
@@ -381,9 +383,8 @@ type Server struct {
 	aliases    map[string]string // alias → role ARN
 	things     map[string]string // thing → certificate ID
 	lifetime   time.Duration
-	failures   []Failure
-	always     Failure
-	calls      []Call
+	faults     faketest.Faults[Failure]
+	calls      faketest.Log[Call]
 	conns      int
 	handshakes int
 }
@@ -479,26 +480,18 @@ func (s *Server) SetLifetime(d time.Duration) {
 
 // FailNext fails the next n requests that pass the checks with f.
 func (s *Server) FailNext(f Failure, n int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for range n {
-		s.failures = append(s.failures, f)
-	}
+	s.faults.FailNext(f, n)
 }
 
 // FailAlways fails every request that passes the checks with f, until
 // FailAlways(0).
 func (s *Server) FailAlways(f Failure) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.always = f
+	s.faults.FailAlways(f)
 }
 
 // Calls returns the requests received so far.
 func (s *Server) Calls() []Call {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.calls)
+	return s.calls.All()
 }
 
 // Conns counts TCP connections accepted.
@@ -538,9 +531,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 
 	answer := func(status int, v any) {
 		c.Status = status
-		s.mu.Lock()
-		s.calls = append(s.calls, c)
-		s.mu.Unlock()
+		s.calls.Add(c)
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("x-amzn-RequestId", randomHex(16))
 		w.WriteHeader(status)
@@ -569,12 +560,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusNotFound, msg(MsgRoleAliasNotFound))
 		return
 	}
-	s.mu.Lock()
-	fail := s.always
-	if len(s.failures) > 0 {
-		fail, s.failures = s.failures[0], s.failures[1:]
-	}
-	s.mu.Unlock()
+	fail := s.faults.Take()
 	switch fail {
 	case FailAccessDenied:
 		answer(http.StatusForbidden, msg(MsgAccessDenied))

@@ -29,6 +29,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/signet-proxy/signet/internal/faketest"
 )
 
 // Failure is a way the fake can be told to fail an AssumeRole call.
@@ -101,9 +103,8 @@ type Server struct {
 	roles      map[string]Role
 	used       map[string]bool // serial + "/" + code
 	lifetime   time.Duration
-	failures   []Failure
-	always     Failure
-	calls      []Call
+	faults     faketest.Faults[Failure]
+	calls      faketest.Log[Call]
 	onMint     func(Minted) error
 }
 
@@ -210,42 +211,27 @@ func (s *Server) SetLifetime(d time.Duration) {
 
 // FailNext fails the next n AssumeRole calls with f.
 func (s *Server) FailNext(f Failure, n int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for range n {
-		s.failures = append(s.failures, f)
-	}
+	s.faults.FailNext(f, n)
 }
 
 // FailAlways fails every AssumeRole call with f until FailAlways(0).
 func (s *Server) FailAlways(f Failure) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.always = f
+	s.faults.FailAlways(f)
 }
 
 // Calls returns the calls received so far with a valid signature.
 func (s *Server) Calls() []Call {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.calls)
+	return s.calls.All()
 }
 
 // CallCount is len(Calls()).
 func (s *Server) CallCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.calls)
+	return s.calls.Len()
 }
 
 // LastCall is the latest call; ok is false when there was none.
 func (s *Server) LastCall() (c Call, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.calls) == 0 {
-		return Call{}, false
-	}
-	return s.calls[len(s.calls)-1], true
+	return s.calls.Last()
 }
 
 // IdentityOf returns the ARN of the principal that owns an access key
@@ -301,11 +287,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) record(c Call) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls = append(s.calls, c)
-}
+func (s *Server) record(c Call) { s.calls.Add(c) }
 
 // verify checks the SigV4 signature by signing a copy of the request, made
 // of only the headers the client says it signed, with the secret the fake
@@ -410,10 +392,7 @@ func (s *Server) assumeRole(w http.ResponseWriter, r *http.Request, reqID, akid 
 	}
 
 	s.mu.Lock()
-	fail := s.always
-	if len(s.failures) > 0 {
-		fail, s.failures = s.failures[0], s.failures[1:]
-	}
+	fail := s.faults.Take()
 	role, roleKnown := s.roles[c.RoleARN]
 	lifetime := s.lifetime
 	s.mu.Unlock()

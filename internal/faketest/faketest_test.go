@@ -1,0 +1,38 @@
+package faketest
+
+import "testing"
+
+func TestFaultsOrder(t *testing.T) {
+	var q Faults[int]
+	q.FailAlways(9)
+	q.FailNext(1, 2)
+	q.FailNext(2, 1)
+	var got []int
+	for range 5 {
+		got = append(got, q.Take())
+	}
+	want := []int{1, 1, 2, 9, 9}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("Take sequence = %v, want %v", got, want)
+		}
+	}
+	q.FailAlways(0)
+	if f := q.Take(); f != 0 {
+		t.Fatalf("after FailAlways(0): %d", f)
+	}
+}
+
+func TestLog(t *testing.T) {
+	var l Log[string]
+	if _, ok := l.Last(); ok || l.Len() != 0 {
+		t.Fatal("an empty log has a last call")
+	}
+	l.Add("a")
+	l.Add("b")
+	all := l.All()
+	all[0] = "changed"
+	if last, ok := l.Last(); !ok || last != "b" || l.Len() != 2 || l.All()[0] != "a" {
+		t.Fatalf("log = %v", l.All())
+	}
+}
