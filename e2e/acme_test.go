@@ -33,17 +33,7 @@ const pebbleVersion = "v2.10.3"
 
 func needPebble(tb testing.TB) string {
 	tb.Helper()
-	if p := os.Getenv("SIGNETTEST_PEBBLE"); p != "" {
-		if st, err := os.Stat(p); err != nil || st.IsDir() {
-			tb.Fatalf("SIGNETTEST_PEBBLE=%q is not a file: %v", p, err)
-		}
-		return p
-	}
-	if p, err := exec.LookPath("pebble"); err == nil {
-		return p
-	}
-	missing(tb, "pebble not found: set SIGNETTEST_PEBBLE or run ./scripts/test.sh")
-	return ""
+	return needPeer(tb, "SIGNETTEST_PEBBLE", "pebble")
 }
 
 // pebbleTestDir is Pebble's test/ directory: SIGNETTEST_PEBBLE_TESTDIR, or

@@ -104,6 +104,9 @@ func (g *goClient) Do(t testing.TB, method, rawURL string, body []byte) result {
 type curlClient struct {
 	bin   string
 	proxy string // http://ADDR, or "" for direct
+	// env, when set, is curl's whole environment and decides the proxy
+	// and CA (HTTPS_PROXY, CURL_CA_BUNDLE): no -x, no --noproxy.
+	env   []string
 	dir   string
 	extra []string
 	n     int
@@ -112,6 +115,11 @@ type curlClient struct {
 
 func newCurlClient(t testing.TB, proxyURL string, extra ...string) *curlClient {
 	return &curlClient{bin: needCommand(t, "curl"), proxy: proxyURL, dir: t.TempDir(), extra: extra}
+}
+
+// newEnvCurl is curl configured by its environment alone.
+func newEnvCurl(t testing.TB, env []string) *curlClient {
+	return &curlClient{bin: needCommand(t, "curl"), env: env, dir: t.TempDir()}
 }
 
 func (c *curlClient) Name() string { return "curl" }
@@ -126,9 +134,11 @@ func (c *curlClient) Do(t testing.TB, method, rawURL string, body []byte) result
 	hdrOut := filepath.Join(c.dir, fmt.Sprintf("hdr-%d", n))
 	args := []string{"-sS", "-g", "--path-as-is", "--max-time", "120",
 		"-X", method, "-o", bodyOut, "-D", hdrOut, "-w", "%{http_code}"}
-	if c.proxy != "" {
+	switch {
+	case c.env != nil:
+	case c.proxy != "":
 		args = append(args, "-x", c.proxy)
-	} else {
+	default:
 		args = append(args, "--noproxy", "*")
 	}
 	if body != nil {
@@ -141,7 +151,10 @@ func (c *curlClient) Do(t testing.TB, method, rawURL string, body []byte) result
 	args = append(args, c.extra...)
 	args = append(args, rawURL)
 	cmd := exec.Command(c.bin, args...)
-	cmd.Env = baseEnv(c.dir)
+	cmd.Env = c.env
+	if cmd.Env == nil {
+		cmd.Env = baseEnv(c.dir)
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -118,16 +118,23 @@ func needSignet(tb testing.TB) string {
 
 func needVersity(tb testing.TB) string {
 	tb.Helper()
-	if p := os.Getenv("SIGNETTEST_VERSITYGW"); p != "" {
+	return needPeer(tb, "SIGNETTEST_VERSITYGW", "versitygw")
+}
+
+// needPeer finds a test peer's binary: the file env names, else name on
+// PATH; missing fails in CI and skips elsewhere.
+func needPeer(tb testing.TB, env, name string) string {
+	tb.Helper()
+	if p := os.Getenv(env); p != "" {
 		if st, err := os.Stat(p); err != nil || st.IsDir() {
-			tb.Fatalf("SIGNETTEST_VERSITYGW=%q is not a file: %v", p, err)
+			tb.Fatalf("%s=%q is not a file: %v", env, p, err)
 		}
 		return p
 	}
-	if p, err := exec.LookPath("versitygw"); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	missing(tb, "versitygw not found: set SIGNETTEST_VERSITYGW or run ./scripts/test.sh")
+	missing(tb, "%s not found: set %s or run ./scripts/test.sh", name, env)
 	return ""
 }
 

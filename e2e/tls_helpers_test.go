@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -24,7 +23,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -210,49 +208,6 @@ func envList(home string, vars map[string]string) []string {
 }
 
 // ------------------------------------------------------- clients from env
-
-// envCurl is curl configured by its environment alone: no -x, no
-// --cacert, so HTTPS_PROXY and CURL_CA_BUNDLE decide.
-type envCurl struct {
-	bin string
-	env []string
-	dir string
-	mu  sync.Mutex
-	n   int
-}
-
-func newEnvCurl(t testing.TB, env []string) *envCurl {
-	return &envCurl{bin: needCommand(t, "curl"), env: env, dir: t.TempDir()}
-}
-
-func (c *envCurl) Name() string { return "curl" }
-
-func (c *envCurl) Do(t testing.TB, method, rawURL string, body []byte) result {
-	t.Helper()
-	c.mu.Lock()
-	c.n++
-	n := c.n
-	c.mu.Unlock()
-	bodyOut := filepath.Join(c.dir, fmt.Sprintf("out-%d", n))
-	hdrOut := filepath.Join(c.dir, fmt.Sprintf("hdr-%d", n))
-	args := []string{"-sS", "-g", "--path-as-is", "--max-time", "120",
-		"-X", method, "-o", bodyOut, "-D", hdrOut, "-w", "%{http_code}"}
-	if body != nil {
-		in := writeTestFile(t, filepath.Join(c.dir, fmt.Sprintf("in-%d", n)), body)
-		args = append(args, "--data-binary", "@"+in, "-H", "Content-Type: application/octet-stream")
-	}
-	r := runBinary(t, c.env, c.bin, append(args, rawURL)...)
-	if r.Code != 0 {
-		t.Fatalf("curl %s %s: exit %d\n%s", method, rawURL, r.Code, r.Stderr)
-	}
-	status, err := strconv.Atoi(strings.TrimSpace(r.Stdout))
-	if err != nil {
-		t.Fatalf("curl printed %q, not a status", r.Stdout)
-	}
-	b, _ := os.ReadFile(bodyOut)
-	hb, _ := os.ReadFile(hdrOut)
-	return result{Status: status, Header: lastHeaderBlock(hb), Body: b}
-}
 
 // lineClient drives a client process that speaks urlclient.py's protocol
 // (one JSON request per line in, one JSON answer per line out): python's
