@@ -13,13 +13,13 @@ package configs
 
 import "time"
 
-// Source methods. The planned methods are recognised so that their error
-// says they are missing from this build rather than that they are misspelt.
+// Source methods.
 const (
 	MethodStatic = "static"
 	MethodChain  = "chain"
 	MethodSTS    = "sts"
 	MethodIoT    = "iot"
+	MethodWasm   = "wasm"
 )
 
 // Payload hash strategies for routes and reverse listeners.
@@ -83,12 +83,19 @@ type Config struct {
 	Intercept Intercept `koanf:"intercept"`
 	ProxyTLS  ProxyTLS  `koanf:"proxy_tls"`
 	ProxyAuth ProxyAuth `koanf:"proxy_auth"`
+
+	Admin Admin `koanf:"admin"`
+	Cache Cache `koanf:"cache"`
 }
 
 // Log configures log/slog.
 type Log struct {
 	Level  string `koanf:"level" yaml:"level" json:"level" toml:"level"`
 	Format string `koanf:"format" yaml:"format" json:"format" toml:"format"`
+	// Access logs one line per request at info level (method, host, path
+	// without query values, status, signing name, region, source,
+	// duration, bytes); default true.
+	Access bool `koanf:"access" yaml:"access" json:"access" toml:"access"`
 }
 
 // Source is a named credential source. Exactly the block that matches
@@ -99,6 +106,7 @@ type Source struct {
 	Chain  *Chain  `koanf:"chain" yaml:"chain,omitempty" json:"chain,omitempty" toml:"chain,omitempty"`
 	STS    *STS    `koanf:"sts" yaml:"sts,omitempty" json:"sts,omitempty" toml:"sts,omitempty"`
 	IoT    *IoT    `koanf:"iot" yaml:"iot,omitempty" json:"iot,omitempty" toml:"iot,omitempty"`
+	Wasm   *Wasm   `koanf:"wasm" yaml:"wasm,omitempty" json:"wasm,omitempty" toml:"wasm,omitempty"`
 	// Refresh says when the source's credentials are refreshed; Load fills
 	// every field.
 	Refresh Refresh `koanf:"refresh" yaml:"refresh" json:"refresh" toml:"refresh"`

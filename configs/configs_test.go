@@ -58,7 +58,7 @@ func TestLoadDefault(t *testing.T) {
 		Listen:          "127.0.0.1:8080",
 		StateDir:        "/home/test/.local/state/signet",
 		ShutdownTimeout: 30 * time.Second,
-		Log:             configs.Log{Level: "info", Format: "text"},
+		Log:             configs.Log{Level: "info", Format: "text", Access: true},
 		Sources:         map[string]configs.Source{"default": {Method: configs.MethodChain, Refresh: defaultRefresh}},
 		Routes: []configs.Route{{
 			Hosts:          []string{"*.amazonaws.com", "*.amazonaws.com.cn", "*.api.aws", "*.on.aws"},
@@ -70,6 +70,8 @@ func TestLoadDefault(t *testing.T) {
 		Upstream:  configs.Upstream{ConnectTo: map[string]string{}},
 		Intercept: configs.Intercept{CacheSize: 1000},
 		ProxyTLS:  configs.ProxyTLS{Mode: configs.ProxyTLSOff},
+		Admin:     configs.Admin{Listen: "127.0.0.1:8081"},
+		Cache:     configs.Cache{Policy: configs.CacheLRU, MaxSize: 1000},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got  %+v\nwant %+v", cfg, want)
@@ -146,7 +148,7 @@ func TestErrorRules(t *testing.T) {
 		{"unmatched", "unmatched: drop\n", "unmatched", "drop", "accepted: forward, deny"},
 		{"source name", "sources:\n  Prod:\n    method: chain\n", "sources.Prod", "Prod", "is not a valid source name"},
 		{"method missing", "sources:\n  s: {}\n", "sources.s.method", "", "is required; accepted: static, chain"},
-		{"method planned", "sources:\n  s: {method: wasm}\n", "sources.s.method", "wasm", "method wasm is not available in this build yet"},
+		{"wasm block missing", "sources:\n  s: {method: wasm}\n", "sources.s.wasm", "", "is required when method is wasm"},
 		{"method unknown", "sources:\n  s: {method: magic}\n", "sources.s.method", "magic", "is not valid; accepted: static, chain"},
 		{"static block missing", "sources:\n  s: {method: static}\n", "sources.s.static", "", "is required when method is static"},
 		{"static key id missing", "sources:\n  s: {method: static, static: {secret_access_key: x}}\n", "sources.s.static.access_key_id", "", "is required"},
@@ -391,11 +393,12 @@ func TestEnvNesting(t *testing.T) {
 
 func TestEnvErrorsNameVariable(t *testing.T) {
 	tests := []struct{ env, want string }{
-		{"SIGNET_LOG__LEVL=debug", "config: log.levl: is not a known key; accepted: level, format (from env SIGNET_LOG__LEVL)"},
+		{"SIGNET_LOG__LEVL=debug", "config: log.levl: is not a known key; accepted: level, format, access (from env SIGNET_LOG__LEVL)"},
 		{"SIGNET_CONFIG=/x", "(from env SIGNET_CONFIG)"},
 		{"SIGNET_LOG__=debug", "config: env SIGNET_LOG__: does not name a config key"},
 		{"SIGNET_=x", "config: env SIGNET_: does not name a config key"},
 		{"SIGNET_SOURCES__P__STATIC__SECRET_ACCESS_KEY=hunter2", "sources.p.method: is required"},
+		{"SIGNET_LOG__ACCESS=maybe", `config: log.access: "maybe" is not a boolean; accepted: true or false (from env SIGNET_LOG__ACCESS)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {
@@ -967,5 +970,18 @@ func TestRefresh(t *testing.T) {
 				t.Fatalf("refresh = %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// Booleans from the environment arrive as text.
+func TestEnvBooleans(t *testing.T) {
+	for _, v := range []string{"false", "FALSE", " false "} {
+		cfg, err := configs.Load(configs.LoadOptions{Environ: []string{"HOME=/h", "SIGNET_LOG__ACCESS=" + v}})
+		if err != nil {
+			t.Fatalf("SIGNET_LOG__ACCESS=%q: %v", v, err)
+		}
+		if cfg.Log.Access {
+			t.Errorf("SIGNET_LOG__ACCESS=%q: access log still on", v)
+		}
 	}
 }

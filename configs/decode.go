@@ -56,6 +56,22 @@ func durationHook(_ reflect.Type, to reflect.Type, data any) (any, error) {
 	return nil, &valueError{value: fmt.Sprint(data), problem: "is not a valid duration", accepted: durationAccepted}
 }
 
+// boolHook reads true and false written as text, which is all the
+// environment and flags can give.
+func boolHook(_ reflect.Type, to reflect.Type, data any) (any, error) {
+	v, ok := data.(string)
+	if to.Kind() != reflect.Bool || !ok {
+		return data, nil
+	}
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return nil, &valueError{value: v, problem: "is not a boolean", accepted: "true or false"}
+}
+
 // intHook reads whole numbers. mapstructure would truncate 1.5 to 1 and
 // wrap a uint64 past MaxInt64; YAML, TOML and JSON give three different
 // number types; and the environment and flags give strings.
@@ -115,7 +131,9 @@ func decode(ko *koanf.Koanf) (*Config, Errors) {
 			DecodeHook: mapstructure.ComposeDecodeHookFunc(
 				mapstructure.DecodeHookFuncType(durationHook),
 				mapstructure.DecodeHookFuncType(intHook),
+				mapstructure.DecodeHookFuncType(boolHook),
 				mapstructure.DecodeHookFuncType(commandHook),
+				mapstructure.DecodeHookFuncType(sizeHook),
 			),
 			ErrorUnused: true,
 		},
@@ -248,9 +266,16 @@ func parseDecoderName(name string) path {
 		case '.':
 			i++
 		case '[':
-			isMap := len(p) > 0 && (p[len(p)-1].name == "sources" || p[len(p)-1].name == "connect_to" || p[len(p)-1].name == "tags")
+			isMap := len(p) > 0 && (p[len(p)-1].name == "sources" || p[len(p)-1].name == "connect_to" || p[len(p)-1].name == "tags" ||
+				// wasm.env is a map; mfa.env is a list.
+				len(p) > 1 && p[len(p)-1].name == "env" && p[len(p)-2].name == "wasm")
 			if isMap {
 				j := strings.LastIndexByte(name, ']')
+				// A source's key is followed by its fields, which may
+				// hold maps of their own (sts.tags, wasm.env).
+				if k := strings.Index(name[i:], "]."); k >= 0 && p[len(p)-1].name == "sources" {
+					j = i + k
+				}
 				if j <= i {
 					j = len(name)
 				}

@@ -90,10 +90,25 @@ func isSecretKey(last string) bool {
 	return strings.HasSuffix(last, "secret_access_key") || strings.HasSuffix(last, "session_token") || last == "token_code"
 }
 
+// isSecretPath reports whether the value at p must never be echoed: a
+// secret key, or a wasm module's env value or stdin.
+func isSecretPath(p path) bool {
+	n := len(p)
+	switch {
+	case n == 0:
+		return false
+	case isSecretKey(p[n-1].name):
+		return true
+	case n >= 2 && p[n-1].name == "stdin" && p[n-2].name == "wasm":
+		return true
+	}
+	return n >= 3 && p[n-1].kind == segKey && p[n-2].name == "env" && p[n-3].name == "wasm"
+}
+
 // newError builds an Error for a key path, redacting the value when the
 // key holds a secret.
 func newError(p path, value, problem, accepted string) *Error {
-	if value != "" && len(p) > 0 && isSecretKey(p[len(p)-1].name) {
+	if value != "" && isSecretPath(p) {
 		value = redactedValue
 	}
 	return &Error{Key: p.String(), Value: value, Problem: problem, Accepted: accepted, path: p.raw()}

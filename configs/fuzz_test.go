@@ -2,6 +2,7 @@ package configs_test
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/signet-proxy/signet/configs"
@@ -20,6 +21,9 @@ func FuzzLoadBytes(f *testing.F) {
 	f.Add(uint8(0), []byte("state_dir: /s\nroutes:\n  - {hosts: [\"*.X\"], source: default, payload: signed}\n"))
 	f.Add(uint8(0), []byte("state_dir: /s\nlisten: 0.0.0.0:1\nproxy_auth: {file: u}\nintercept: {cache_size: 9}\nproxy_tls: {mode: local, names: [A.b, \"::1\"]}\n"))
 	f.Add(uint8(0), []byte("state_dir: /s\nproxy_tls:\n  mode: acme\n  names: [a.b]\n  acme: {ca: \"http://[::1]:1/d\", email: a@b.c, trusted_roots: r}\n"))
+	f.Add(uint8(0), []byte("state_dir: /s\nsources:\n  w:\n    method: wasm\n    wasm: {module: m.wasm, sha256: \""+strings.Repeat("Ab", 32)+"\", args: [a], env: {K: v}, stdin: x, allow_hosts: [\"*.a.b\", \"[::1]:9\"], allow_http: true, dir: /d, memory_limit: 3 MB, refresh_interval: 90s}\n"))
+	f.Add(uint8(1), []byte("state_dir = \"/s\"\n[sources.w]\nmethod = \"wasm\"\n[sources.w.wasm]\nmodule = \"m\"\nmemory_limit = 1048577\nenv = {A = \"1\"}\n"))
+	f.Add(uint8(2), []byte(`{"state_dir": "/s", "sources": {"w": {"method": "wasm", "wasm": {"module": "m", "memory_limit": 2e6, "dir": "/d", "dir_mount": "/"}}}}`))
 	f.Add(uint8(1), []byte("state_dir = \"/s\"\nshutdown_timeout = \"1h\"\n"))
 	f.Add(uint8(1), []byte("state_dir = \"/s\"\n[intercept]\ncache_size = 1000000\n[[reverse]]\nlisten = \":0\"\nupstream = \"http://h\"\nsource = \"default\"\nallow_remote = true\n"))
 	f.Add(uint8(2), []byte(`{"state_dir": "/s", "reverse": [{"listen": ":0", "upstream": "http://h", "source": "default"}]}`))

@@ -13,8 +13,9 @@ import (
 const RedactedValue = "REDACTED"
 
 // Redacted returns a deep copy of c that is safe to print: secret access
-// keys and session tokens become "REDACTED" and access key IDs keep only
-// their first and last four characters.
+// keys, session tokens and a wasm module's env values and stdin become
+// "REDACTED", and access key IDs keep only their first and last four
+// characters.
 func (c *Config) Redacted() *Config {
 	out := c.clone()
 	for name, s := range out.Sources {
@@ -27,6 +28,9 @@ func (c *Config) Redacted() *Config {
 		// same for a config that was never validated.
 		if s.IoT != nil && s.IoT.PKCS11 != nil && s.IoT.PKCS11.Pin != "" {
 			s.IoT.PKCS11.Pin = RedactedValue
+		}
+		if s.Wasm != nil {
+			s.Wasm.redact() // a clone: out is a deep copy
 		}
 		if s.Static == nil {
 			continue
@@ -77,6 +81,9 @@ func (c *Config) clone() *Config {
 			if s.IoT != nil {
 				s.IoT = s.IoT.clone()
 			}
+			if s.Wasm != nil {
+				s.Wasm = s.Wasm.clone()
+			}
 			out.Sources[k] = s
 		}
 	}
@@ -117,6 +124,8 @@ type rendered struct {
 	Intercept       Intercept         `yaml:"intercept" json:"intercept" toml:"intercept"`
 	ProxyTLS        ProxyTLS          `yaml:"proxy_tls" json:"proxy_tls" toml:"proxy_tls"`
 	ProxyAuth       ProxyAuth         `yaml:"proxy_auth" json:"proxy_auth" toml:"proxy_auth"`
+	Admin           Admin             `yaml:"admin" json:"admin" toml:"admin"`
+	Cache           Cache             `yaml:"cache" json:"cache" toml:"cache"`
 }
 
 // Render writes c in format ("yaml" when empty, "json" or "toml") with the
@@ -136,6 +145,8 @@ func (c *Config) Render(format string) ([]byte, error) {
 		Intercept:       c.Intercept,
 		ProxyTLS:        c.ProxyTLS,
 		ProxyAuth:       c.ProxyAuth,
+		Admin:           c.Admin,
+		Cache:           c.Cache,
 	}
 	// An empty list is written out, not omitted: omitted, the default
 	// routes would come back on reload.

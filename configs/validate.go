@@ -27,7 +27,7 @@ var (
 )
 
 const (
-	methodsAccepted  = "static, chain, sts, iot"
+	methodsAccepted  = "static, chain, sts, iot, wasm"
 	hostPortAccepted = "host:port with a numeric port 0-65535, like 127.0.0.1:8080"
 	regionAccepted   = "a region name like us-east-1 or eu-central-1"
 	serviceAccepted  = "a signing name of letters, digits and '-', like s3 or execute-api"
@@ -82,6 +82,10 @@ func (c *Config) normalize() {
 		if s.IoT != nil {
 			s.IoT = s.IoT.clone()
 			s.IoT.normalize()
+		}
+		if s.Wasm != nil {
+			s.Wasm = s.Wasm.clone()
+			s.Wasm.normalize()
 		}
 		s.Refresh.normalize()
 		c.Sources[name] = s
@@ -256,6 +260,7 @@ func (c *Config) validate() Errors {
 		add(newError(root.field("intercept").field("cache_size"), strconv.Itoa(c.Intercept.CacheSize), "is out of range", cacheSizeAccepted))
 	}
 	errs = append(errs, c.ProxyTLS.validate(root.field("proxy_tls"))...)
+	errs = append(errs, c.validateOps(root)...)
 
 	// An open forward proxy would sign requests for anyone, so a listener
 	// that others can reach must ask for credentials.
@@ -467,19 +472,36 @@ func validateSource(p path, name string, s Source) Errors {
 				errs = append(errs, newError(p.field(b.name), "", "is not allowed when method is iot", "remove the "+b.name+" block, or set method: "+b.name))
 			}
 		}
-	case "wasm":
-		errs = append(errs, newError(p.field("method"), s.Method, "is not valid: method "+s.Method+" is not available in this build yet", methodsAccepted))
+	case MethodWasm:
+		if s.Wasm == nil {
+			errs = append(errs, newError(p.field("wasm"), "", "is required when method is wasm", "a mapping with module, the path of a .wasm file"))
+		} else {
+			errs = append(errs, s.Wasm.validate(p.field("wasm"), s.Refresh)...)
+		}
+		for _, b := range []struct {
+			name string
+			set  bool
+		}{{"static", s.Static != nil}, {"chain", s.Chain != nil}, {"sts", s.STS != nil}, {"iot", s.IoT != nil}} {
+			if b.set {
+				errs = append(errs, newError(p.field(b.name), "", "is not allowed when method is wasm", "remove the "+b.name+" block, or set method: "+b.name))
+			}
+		}
 	case "":
 		errs = append(errs, newError(p.field("method"), "", "is required", methodsAccepted))
 	default:
 		errs = append(errs, newError(p.field("method"), s.Method, "is not valid", methodsAccepted))
 	}
 	errs = append(errs, s.Refresh.validate(p.field("refresh"))...)
-	if s.STS != nil && s.Method != MethodSTS && s.Method != MethodIoT && s.Method != "" {
+	// The iot and wasm cases above report the blocks they refuse
+	// themselves.
+	if s.STS != nil && s.Method != MethodSTS && s.Method != MethodIoT && s.Method != MethodWasm && s.Method != "" {
 		errs = append(errs, newError(p.field("sts"), "", "is not allowed when method is "+s.Method, "remove the sts block, or set method: sts"))
 	}
-	if s.IoT != nil && s.Method != MethodIoT && s.Method != "" {
+	if s.IoT != nil && s.Method != MethodIoT && s.Method != MethodWasm && s.Method != "" {
 		errs = append(errs, newError(p.field("iot"), "", "is not allowed when method is "+s.Method, "remove the iot block, or set method: iot"))
+	}
+	if s.Wasm != nil && s.Method != MethodWasm && s.Method != "" {
+		errs = append(errs, newError(p.field("wasm"), "", "is not allowed when method is "+s.Method, "remove the wasm block, or set method: wasm"))
 	}
 	return errs
 }
