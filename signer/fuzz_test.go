@@ -1,6 +1,9 @@
 package signer
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -82,6 +85,49 @@ func FuzzCanonicalPath(f *testing.F) {
 		}
 		if strings.Count(c, "/") != strings.Count(wire, "/") {
 			t.Fatalf("canonicalPath(%q) = %q changed the literal slashes", wire, c)
+		}
+	})
+}
+
+// FuzzChunkResigner: the aws-chunked parser never panics, fails only with
+// ErrBadRequest or ErrBodyRead, and when it accepts a body it changes only
+// signature digits: the same length, and re-signing its own output changes
+// nothing.
+func FuzzChunkResigner(f *testing.F) {
+	trl := "x-amz-checksum-crc32:AAAAAA==\r\nX-Amz-Meta-X: v\r\n"
+	f.Add(frameChunks([]byte("hello"), 64, constSig(""), "", ""), uint32(5), false)
+	f.Add(frameChunks([]byte("hello, world"), 4, constSig(""), "", ""), uint32(12), false)
+	f.Add(frameChunks([]byte("hello"), 2, constSig(""), trl, placeholderSig), uint32(5), true)
+	f.Add(frameChunks(nil, 1, constSig(""), trl, placeholderSig), uint32(0), true)
+	f.Add([]byte("5;chunk-signature="+placeholderSig+"\r\nhel"), uint32(5), false)
+	f.Add([]byte("0;chunk-signature="+placeholderSig+"\r\n\r\nX"), uint32(0), false)
+	f.Fuzz(func(t *testing.T, body []byte, decoded uint32, trailer bool) {
+		ch := chunkedHeaders{decodedLength: int64(decoded)}
+		if trailer {
+			ch.trailers = []string{"x-amz-checksum-crc32", "x-amz-meta-x"}
+		}
+		run := func(in []byte) ([]byte, error) {
+			cr := newChunkResigner(io.NopCloser(bytes.NewReader(in)), awsExampleKey(), placeholderSig, ch, 1<<16)
+			return io.ReadAll(cr)
+		}
+		out, err := run(body)
+		if err != nil {
+			if !errors.Is(err, ErrBadRequest) && !errors.Is(err, ErrBodyRead) {
+				t.Fatalf("error %v is neither ErrBadRequest nor ErrBodyRead", err)
+			}
+			return
+		}
+		if len(out) != len(body) {
+			t.Fatalf("accepted body of %d bytes came out as %d", len(body), len(out))
+		}
+		for i := range out {
+			if out[i] != body[i] && !(isLowerHex(string(out[i])) && isLowerHex(string(body[i]))) {
+				t.Fatalf("byte %d changed from %q to %q", i, body[i], out[i])
+			}
+		}
+		again, err := run(out)
+		if err != nil || !bytes.Equal(again, out) {
+			t.Fatalf("re-signing the output: %v, equal %v", err, bytes.Equal(again, out))
 		}
 	})
 }

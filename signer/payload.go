@@ -29,6 +29,15 @@ const (
 // payload settles the body of r and returns the payload hash to sign with.
 // When it spools, r.Body, r.ContentLength and r.GetBody are replaced and the
 // returned release removes the spool; on error nothing is left behind.
+//
+// A body of unknown length (Transfer-Encoding: chunked from the client, as
+// with `curl -T -`) is spooled for S3 whatever the payload mode: S3 answers
+// a PUT without Content-Length with 411 MissingContentLength. Re-framing it
+// as signet's own aws-chunked body would not help, because S3 then needs
+// X-Amz-Decoded-Content-Length, the same length known up front. The spool
+// hashes as it goes, so the body is then signed with its hash too (unless
+// the client sent its own, which AWS checks). The client's own aws-chunked
+// modes carry that header and stream as they are.
 func (s *Signer) payload(ctx context.Context, r *http.Request, p Params) (string, func(), error) {
 	s3 := isS3Style(p.Scope.Service)
 	switch p.Payload {
@@ -36,6 +45,7 @@ func (s *Signer) payload(ctx context.Context, r *http.Request, p Params) (string
 	default:
 		return "", noRelease, fmt.Errorf("sign request for %q: payload mode %q: %w", hostOf(r), p.Payload, ErrUnsupportedPayload)
 	}
+	needLength := s3 && unknownLength(r)
 
 	client := r.Header.Values(headerContentSHA256)
 	if len(client) > 1 {
@@ -48,17 +58,28 @@ func (s *Signer) payload(ctx context.Context, r *http.Request, p Params) (string
 		case len(v) == 64 && isLowerHex(v):
 			// AWS checks the body against this hash, so trusting it cannot
 			// make signet vouch for a body the client did not send.
+			if needLength {
+				_, release, err := s.spoolBody(ctx, r)
+				if err != nil {
+					return "", noRelease, err
+				}
+				return v, release, nil
+			}
 			return v, noRelease, nil
-		case v == streamingUnsignedTrlr:
+		case v == streamingUnsignedTrlr, isSignedStreaming(v):
+			// aws-chunked: streamed; Sign re-signs the chunks of the
+			// signed forms.
 			return v, noRelease, nil
 		case v == unsignedPayload:
-			if p.Payload == PayloadUnsigned || (s3 && p.Payload != PayloadSigned) {
+			if !needLength && (p.Payload == PayloadUnsigned || (s3 && p.Payload != PayloadSigned)) {
 				return v, noRelease, nil
 			}
-			// Otherwise the route wants the body signed: hash it below and
-			// replace the header value.
+			// Otherwise the body is spooled below (the route wants it
+			// signed, or S3 needs its length) and the header replaced.
+		case v == streamingECDSA, v == streamingECDSATrailer:
+			return "", noRelease, fmt.Errorf("sign request for %q: client signs aws-chunked payload %q with SigV4a (ECDSA), and signet signs with SigV4 only: configure the client for SigV4: %w", hostOf(r), v, ErrUnsupportedPayload)
 		case strings.HasPrefix(v, "STREAMING-"):
-			return "", noRelease, fmt.Errorf("sign request for %q: client streams signed aws-chunked payload %q, which signet cannot re-sign yet: %w", hostOf(r), v, ErrUnsupportedPayload)
+			return "", noRelease, fmt.Errorf("sign request for %q: unknown aws-chunked payload mode %q: %w", hostOf(r), truncate(v, 80), ErrUnsupportedPayload)
 		default:
 			return "", noRelease, fmt.Errorf("sign request for %q: X-Amz-Content-Sha256 %q is neither a SHA-256 hex digest nor a known mode: %w", hostOf(r), truncate(v, 80), ErrUnsupportedPayload)
 		}
@@ -69,11 +90,17 @@ func (s *Signer) payload(ctx context.Context, r *http.Request, p Params) (string
 	case r.Body == nil || r.Body == http.NoBody:
 		// An outgoing request with a non-nil Body and ContentLength 0 has an
 		// unknown length, so only a missing body counts as empty.
+	case needLength:
+		var err error
+		hash, release, err = s.spoolBody(ctx, r)
+		if err != nil {
+			return "", noRelease, err
+		}
 	case p.Payload == PayloadUnsigned,
 		p.Payload != PayloadSigned && s3 && strings.EqualFold(r.URL.Scheme, "https"):
-		// Streamed untouched. With an unknown length the SDK leaves
-		// content-length out of the signature and the transport sends
-		// chunked, which matches.
+		// Streamed untouched. With an unknown length (not S3) the SDK
+		// leaves content-length out of the signature and the transport
+		// sends chunked, which matches.
 		hash = unsignedPayload
 	default:
 		var err error
@@ -86,6 +113,13 @@ func (s *Signer) payload(ctx context.Context, r *http.Request, p Params) (string
 		r.Header.Set(headerContentSHA256, hash)
 	}
 	return hash, release, nil
+}
+
+// unknownLength reports whether r has a body whose length the transport
+// does not know: for an outgoing request, ContentLength 0 with a body means
+// unknown, as does -1.
+func unknownLength(r *http.Request) bool {
+	return r.Body != nil && r.Body != http.NoBody && r.ContentLength <= 0
 }
 
 // spoolBody copies r.Body through SHA-256 into memory up to the spool limit

@@ -120,6 +120,12 @@ func scopeToken(s string) bool {
 // region is still empty it returns an error that errors.Is(err,
 // ErrUnknownScope) and names the host and what to set.
 func ResolveScope(host string, h http.Header, rawQuery string, override Scope) (Scope, error) {
+	return ResolveScopeWith(host, h, rawQuery, override, Lookup)
+}
+
+// ResolveScopeWith is ResolveScope with lookup in place of Lookup, for a
+// caller that keeps Lookup's answers in a cache.
+func ResolveScopeWith(host string, h http.Header, rawQuery string, override Scope, lookup func(host string) (Scope, bool)) (Scope, error) {
 	sc := override
 	if sc.Service == "" || sc.Region == "" {
 		if in, ok := IncomingScope(h, rawQuery); ok {
@@ -127,7 +133,7 @@ func ResolveScope(host string, h http.Header, rawQuery string, override Scope) (
 		}
 	}
 	if sc.Service == "" || sc.Region == "" {
-		if lk, ok := Lookup(host); ok {
+		if lk, ok := lookup(host); ok {
 			sc = fill(sc, lk)
 		}
 	}

@@ -120,8 +120,8 @@ func TestSignErrors(t *testing.T) {
 		{"no secret", credentials.Credentials{AccessKeyID: "x"}, sqsScope, "", "", ErrNoCredentials},
 		{"no scope", testCreds, Scope{}, "", "", ErrUnknownScope},
 		{"scope with slash", testCreds, Scope{"s3/x", "us-east-1"}, "", "", ErrUnknownScope},
-		{"streaming signed", testCreds, s3Scope, "", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", ErrUnsupportedPayload},
-		{"streaming signed trailer", testCreds, s3Scope, "", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER", ErrUnsupportedPayload},
+		{"streaming signed, no decoded length", testCreds, s3Scope, "", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", ErrBadRequest},
+		{"streaming signed trailer, no decoded length", testCreds, s3Scope, "", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER", ErrBadRequest},
 		{"streaming ecdsa", testCreds, s3Scope, "", "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD", ErrUnsupportedPayload},
 		{"garbage hash", testCreds, s3Scope, "", "not-a-hash", ErrUnsupportedPayload},
 		{"upper-case hex", testCreds, s3Scope, "", strings.ToUpper(emptySHA256), ErrUnsupportedPayload},
@@ -296,12 +296,13 @@ func TestSignPayload(t *testing.T) {
 }
 
 // TestSignUnknownLengthUnsigned: a streamed body of unknown length must not
-// sign a content-length the transport will not send.
+// sign a content-length the transport will not send. (S3 bodies of unknown
+// length are spooled instead: TestSignUnknownLengthS3Spools.)
 func TestSignUnknownLengthUnsigned(t *testing.T) {
 	s, _ := newTestSigner(t, 0)
-	r := newReq(t, "PUT", "https://b.s3.us-west-2.amazonaws.com/k", io.MultiReader(strings.NewReader("abc")))
+	r := newReq(t, "PUT", "https://sqs.us-east-1.amazonaws.com/", io.MultiReader(strings.NewReader("abc")))
 	r.ContentLength = -1
-	release, err := s.Sign(context.Background(), r, testCreds, Params{Scope: s3Scope, Payload: PayloadAuto})
+	release, err := s.Sign(context.Background(), r, testCreds, Params{Scope: sqsScope, Payload: PayloadUnsigned})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,10 +27,11 @@ var (
 	// ErrUnknownScope: the signing service or region cannot be determined.
 	ErrUnknownScope = errors.New("signer: unknown signing scope")
 	// ErrUnsupportedPayload: the client's X-Amz-Content-Sha256 asks for a
-	// payload mode signet cannot re-sign (aws-chunked signed streaming) or is
-	// not a valid value.
+	// payload mode signet cannot re-sign (aws-chunked signed with SigV4a) or
+	// is not a valid value.
 	ErrUnsupportedPayload = errors.New("signer: unsupported payload signing mode")
-	// ErrBodyRead: the client body failed while it was being spooled.
+	// ErrBodyRead: the client body failed (or ended early) while it was
+	// being spooled or its aws-chunked framing re-signed.
 	ErrBodyRead = errors.New("signer: reading the client body failed")
 	// ErrSpool: the spool (temp file, disk) failed.
 	ErrSpool = errors.New("signer: spooling the body failed")
@@ -160,11 +161,14 @@ func noRelease() {}
 // and presigned query parameters are removed first. The payload hash is, in
 // order: the client's X-Amz-Content-Sha256 when it is a SHA-256 hex digest;
 // UNSIGNED-PAYLOAD kept for S3 (unless p.Payload is signed) or when p.Payload
-// is unsigned; STREAMING-UNSIGNED-PAYLOAD-TRAILER kept; the empty hash for no
-// body; UNSIGNED-PAYLOAD for PayloadUnsigned, and for PayloadAuto with S3
-// over https; otherwise the body is spooled and hashed. X-Amz-Content-Sha256
-// is sent (and signed) for S3 always, for other services only when the
-// client sent one.
+// is unsigned; the aws-chunked modes kept (STREAMING-UNSIGNED-PAYLOAD-TRAILER
+// streamed untouched; STREAMING-AWS4-HMAC-SHA256-PAYLOAD and its -TRAILER
+// form streamed with every chunk re-signed, see chunkResigner); the empty
+// hash for no body; UNSIGNED-PAYLOAD for PayloadUnsigned, and for
+// PayloadAuto with S3 over https; otherwise the body is spooled and hashed.
+// An S3 body of unknown length is always spooled, for its length (see
+// payload). X-Amz-Content-Sha256 is sent (and signed) for S3 always, for
+// other services only when the client sent one.
 //
 // It returns a release func (never nil) that the caller calls once the round
 // trip is done; it removes any temp file and may be called more than once.
@@ -185,9 +189,25 @@ func (s *Signer) Sign(ctx context.Context, r *http.Request, creds credentials.Cr
 	if err != nil {
 		return noRelease, err
 	}
+	var chunked chunkedHeaders
+	if isSignedStreaming(hash) {
+		if chunked, err = checkChunkedHeaders(r, hash); err != nil {
+			release()
+			return noRelease, err
+		}
+	}
 	if err := s.signHTTP(ctx, r, creds, p.Scope, hash); err != nil {
 		release()
 		return noRelease, err
+	}
+	if isSignedStreaming(hash) {
+		// The chunks chain from the seed signature just made.
+		k, seed, err := newStreamKey(r, creds.SecretAccessKey, p.Scope)
+		if err != nil {
+			release()
+			return noRelease, err
+		}
+		resignChunks(r, k, seed, chunked)
 	}
 	if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.DebugContext(ctx, "signed request",
