@@ -77,6 +77,12 @@ func (a *BasicAuth) allow(r *http.Request) bool {
 	if !ok {
 		return false
 	}
+	return a.Verify(user, pass)
+}
+
+// Verify reports whether user and password match a line of the file. The
+// admin listener checks its Authorization: Basic with it.
+func (a *BasicAuth) Verify(user, pass string) bool {
 	want, known := a.users[user]
 	if !known {
 		return false
@@ -84,7 +90,7 @@ func (a *BasicAuth) allow(r *http.Request) bool {
 	if !isBcrypt(want) {
 		return subtle.ConstantTimeCompare([]byte(pass), want) == 1
 	}
-	sum := sha256.Sum256(raw)
+	sum := sha256.Sum256([]byte(user + ":" + pass))
 	a.mu.Lock()
 	_, seen := a.verified[sum]
 	a.mu.Unlock()
@@ -107,10 +113,10 @@ func isBcrypt(b []byte) bool {
 	return bytes.HasPrefix(b, []byte("$2a$")) || bytes.HasPrefix(b, []byte("$2b$")) || bytes.HasPrefix(b, []byte("$2y$"))
 }
 
-func (s *Server) askForAuth(w http.ResponseWriter, r *http.Request) {
+func (s *Server) askForAuth(w http.ResponseWriter, r *http.Request, ex *exchange) {
 	s.log.Info("proxy authentication failed", "remote", r.RemoteAddr, "method", r.Method, "host", r.Host)
 	w.Header().Set("Proxy-Authenticate", `Basic realm="signet"`)
-	writeError(w, &proxyError{status: http.StatusProxyAuthRequired, code: codeProxyAuth,
+	ex.fail(w, &proxyError{status: http.StatusProxyAuthRequired, code: codeProxyAuth,
 		message: "this proxy requires authentication",
 		fix:     "put user:password in the proxy URL (http://user:password@host:port)"})
 }

@@ -74,7 +74,7 @@ func classify(err error) *proxyError {
 			"set service and region on the route (or reverse listener) for this host", err}
 	case errors.Is(err, signer.ErrUnsupportedPayload):
 		return &proxyError{http.StatusNotImplemented, codeUnsupportedPayload, "this request's payload signing mode is not supported",
-			"send the body without aws-chunked signing, or set payload on the route", err}
+			"configure the client to sign with SigV4, not SigV4a (ECDSA)", err}
 	case errors.Is(err, signer.ErrBadRequest):
 		return &proxyError{http.StatusBadRequest, codeBadRequest, "the request cannot be signed as it stands", "", err}
 	case errors.Is(err, signer.ErrBodyRead):

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/signet-proxy/signet/credentials"
+	"github.com/signet-proxy/signet/internal/metrics"
 	"github.com/signet-proxy/signet/signer"
 )
 
@@ -24,46 +25,55 @@ type target struct {
 	scope       signer.Scope
 	payload     signer.PayloadMode
 	insecure    bool // skip upstream certificate checks (route insecure_skip_verify)
+	route       string
+	obs         *metrics.Route
+	// up is the config whose transports carry the request (the one in
+	// force when it started).
+	up *config
 }
 
 // dropOutgoing are end-to-end headers that the outgoing request carries in
-// another form: the length is Request.ContentLength, and signet answers
-// Expect itself before it reads the body.
+// another form: the length is Request.ContentLength, and Expect is set
+// again by outgoing, only as 100-continue and only with a body.
 var dropOutgoing = map[string]bool{
 	"Content-Length": true,
 	"Expect":         true,
 }
 
 func (s *Server) serveForward(w http.ResponseWriter, r *http.Request) {
-	if s.auth != nil && !s.auth.allow(r) {
-		s.askForAuth(w, r)
+	ex := s.begin()
+	defer s.finish(&ex, r)
+	c := s.current()
+	if c.auth != nil && !c.auth.allow(r) {
+		s.askForAuth(w, r, &ex)
 		return
 	}
 	if r.Method == http.MethodConnect {
-		s.serveConnect(w, r)
+		s.serveConnect(w, r, c, &ex)
 		return
 	}
 	if !r.URL.IsAbs() || r.URL.Host == "" || (r.URL.Scheme != "http" && r.URL.Scheme != "https") {
-		writeError(w, &proxyError{status: http.StatusBadRequest, code: codeNotProxyRequest,
+		ex.fail(w, &proxyError{status: http.StatusBadRequest, code: codeNotProxyRequest,
 			message: "this is signet's proxy listener; send absolute-form requests (http://host/path) through HTTP_PROXY",
 			fix:     "set HTTP_PROXY=http://" + r.Host + " in the client, or use a reverse listener"})
 		return
 	}
-	s.dispatch(w, r)
+	s.dispatch(w, r, c, &ex)
 }
 
 // dispatch routes a request whose URL is absolute, from the forward proxy
 // or from inside an intercepted tunnel: one path for both.
-func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
-	route := s.router.match(r.URL.Host, r.URL.Path)
-	if route == nil {
-		if s.denyUnmatched {
-			s.deny(w, r.URL.Host)
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *config, ex *exchange) {
+	i := c.router.match(r.URL.Host, r.URL.Path)
+	if i < 0 {
+		if c.denyUnmatched {
+			s.deny(w, r.URL.Host, ex)
 			return
 		}
-		s.serve(w, r, &target{scheme: r.URL.Scheme, host: r.URL.Host})
+		s.serve(w, r, &target{scheme: r.URL.Scheme, host: r.URL.Host, route: "unmatched", obs: s.unmatched, up: c}, ex)
 		return
 	}
+	route := &c.router.routes[i]
 	s.serve(w, r, &target{
 		scheme:      route.UpstreamScheme,
 		host:        upstreamHost(r.URL, route.UpstreamScheme),
@@ -72,12 +82,16 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 		scope:       route.Scope,
 		payload:     route.Payload,
 		insecure:    route.InsecureSkipVerify,
-	})
+		route:       c.router.names[i],
+		obs:         c.router.obs[i],
+		up:          c,
+	}, ex)
 }
 
-func (s *Server) deny(w http.ResponseWriter, host string) {
+func (s *Server) deny(w http.ResponseWriter, host string, ex *exchange) {
+	ex.route, ex.obs, ex.host = "unmatched", s.unmatched, host
 	s.log.Info("denied request for unmatched host", "host", host)
-	writeError(w, &proxyError{status: http.StatusForbidden, code: codeUnmatchedDenied,
+	ex.fail(w, &proxyError{status: http.StatusForbidden, code: codeUnmatchedDenied,
 		message: "no route signs host " + host + " and unmatched is deny",
 		fix:     "add the host to a route, or set unmatched: forward"})
 }
@@ -96,56 +110,73 @@ func upstreamHost(u *url.URL, upstreamScheme string) string {
 }
 
 type reverseHandler struct {
-	s *Server
-	t target
+	s      *Server
+	listen string
+	index  int // in the config's reverse targets
 }
 
 func (h *reverseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ex := h.s.begin()
+	defer h.s.finish(&ex, r)
+	t := &h.s.current().reverse[h.index]
 	if r.Method == http.MethodConnect {
-		writeError(w, &proxyError{status: http.StatusMethodNotAllowed, code: codeBadRequest,
+		ex.routed(t)
+		ex.fail(w, &proxyError{status: http.StatusMethodNotAllowed, code: codeBadRequest,
 			message: "a reverse listener does not take CONNECT", fix: "use the proxy listener for HTTPS_PROXY"})
 		return
 	}
-	h.s.serve(w, r, &h.t)
+	h.s.serve(w, r, t, &ex)
 }
 
 // serve is the one request path for every listener: build the outgoing
 // request, sign it when the target has a source, send it, stream the
 // answer back.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, t *target) {
-	start := time.Now()
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, t *target, ex *exchange) {
+	ex.routed(t)
 	ctx := r.Context()
-	out, err := outgoing(ctx, r, t)
+	upgrade := isWebSocketUpgrade(r)
+	out, err := outgoing(ctx, r, t, ex)
 	if err == nil && t.source != nil {
 		var release func()
-		release, err = s.sign(ctx, out, t)
+		t0 := time.Now()
+		release, err = s.sign(ctx, out, t, upgrade, ex)
+		ex.signing = time.Since(t0)
 		if release != nil {
 			defer release()
 		}
 	}
-	status := 0
+	if err == nil && upgrade {
+		askUpgrade(out)
+	}
 	if err == nil {
-		status, err = s.roundTrip(w, out, t.insecure)
+		err = s.roundTrip(w, out, t.up, t.insecure, ex)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			// The client went away; there is nobody to answer.
+			// The client went away; there is nobody to answer. 499 is
+			// the usual status of that in logs.
+			if ex.status == 0 {
+				ex.status = statusClientClosed
+			}
 			s.log.Debug("request abandoned by client", "method", r.Method, "host", hostOf(out, r), "error", err)
 			return
 		}
 		pe := classify(err)
-		if status == 0 {
-			writeError(w, pe)
-			status = pe.status
+		if ex.status == 0 {
+			ex.fail(w, pe)
 		}
-		s.log.Warn("request failed", "method", r.Method, "host", hostOf(out, r), "status", status, "code", pe.code, "error", err)
+		s.log.Warn("request failed", "method", r.Method, "host", hostOf(out, r), "status", ex.status, "code", pe.code, "error", err)
 		return
 	}
 	if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.Debug("request", "method", r.Method, "host", out.Host, "signed", t.source != nil,
-			"status", status, "duration", time.Since(start))
+			"status", ex.status, "duration", time.Since(ex.start))
 	}
 }
+
+// statusClientClosed is what the access log and metrics record for a
+// request whose client went away before it was answered (nginx's 499).
+const statusClientClosed = 499
 
 func hostOf(out, r *http.Request) string {
 	if out != nil {
@@ -154,14 +185,22 @@ func hostOf(out, r *http.Request) string {
 	return r.Host
 }
 
-func (s *Server) sign(ctx context.Context, out *http.Request, t *target) (func(), error) {
-	scope, err := signer.ResolveScope(out.Host, out.Header, out.URL.RawQuery, t.scope)
+func (s *Server) sign(ctx context.Context, out *http.Request, t *target, upgrade bool, ex *exchange) (func(), error) {
+	ex.source = t.source.Name()
+	scope, err := signer.ResolveScopeWith(out.Host, out.Header, out.URL.RawQuery, t.scope, s.lookupScope)
 	if err != nil {
 		return nil, err
 	}
+	ex.scope = scope
 	creds, err := t.source.Credentials(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if upgrade {
+		if ps, ok := signer.PresignedScope(out, scope); ok {
+			ex.scope = ps
+			return nil, s.signer.Presign(ctx, out, creds, signer.Params{Scope: ps})
+		}
 	}
 	return s.signer.Sign(ctx, out, creds, signer.Params{Scope: scope, Payload: t.payload})
 }
@@ -169,7 +208,7 @@ func (s *Server) sign(ctx context.Context, out *http.Request, t *target) (func()
 // outgoing builds the upstream request from the client's. Hop-by-hop
 // headers are gone before anything else reads the headers, and the path is
 // the client's raw path, byte for byte.
-func outgoing(ctx context.Context, r *http.Request, t *target) (*http.Request, error) {
+func outgoing(ctx context.Context, r *http.Request, t *target, ex *exchange) (*http.Request, error) {
 	out := (&http.Request{
 		Method:        r.Method,
 		URL:           &url.URL{Scheme: t.scheme, Host: t.host, RawQuery: r.URL.RawQuery},
@@ -177,20 +216,35 @@ func outgoing(ctx context.Context, r *http.Request, t *target) (*http.Request, e
 		ProtoMajor:    1,
 		ProtoMinor:    1,
 		Header:        make(http.Header, len(r.Header)+4),
-		Body:          r.Body,
 		ContentLength: r.ContentLength,
 		Host:          t.host,
 	}).WithContext(ctx)
 	if t.signingHost != "" {
 		out.Host = t.signingHost
 	}
-	if r.ContentLength == 0 {
-		out.Body = http.NoBody
+	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		// A nil Body, not NoBody, for none: the transport then skips its
+		// body writer altogether.
+		ex.in = &countingBody{rc: r.Body}
+		out.Body = ex.in
 	}
 	if err := signer.SetRawPath(out.URL, rawPath(r.RequestURI)); err != nil {
 		return nil, &proxyError{status: http.StatusBadRequest, code: codeBadRequest, message: "bad request path", cause: err}
 	}
 	copyEndToEnd(out.Header, r.Header, dropOutgoing)
+	if out.Body != nil && hasToken(r.Header["Expect"], "100-continue") {
+		// The upstream may refuse the body before any of it is sent: the
+		// transport waits for its 100 Continue (ExpectContinueTimeout)
+		// before it reads the body, and the client gets its own 100 from
+		// the server only at that first read. Three limits: a body the
+		// signer must hash is read (and the client told to go on) before
+		// the upstream is asked, so there only the upstream hop is
+		// spared; an HTTP/1.1 refusal that keeps the upstream connection
+		// open makes the transport send the body anyway, to keep the
+		// connection usable; and Go's HTTP/2 server consumes a client's
+		// Expect itself, so from HTTP/2 clients it never reaches here.
+		out.Header["Expect"] = []string{"100-continue"}
+	}
 	if _, ok := out.Header["User-Agent"]; !ok {
 		// Keep Go's transport from adding its own.
 		out.Header["User-Agent"] = []string{""}
@@ -220,16 +274,28 @@ func rawPath(requestURI string) string {
 	return p
 }
 
-// roundTrip sends out and streams the answer to w. It returns the status
-// written (0 if nothing was) and an error if the exchange failed.
-func (s *Server) roundTrip(w http.ResponseWriter, out *http.Request, insecure bool) (int, error) {
-	tr := s.transport
+// roundTrip sends out and streams the answer to w. It records in ex the
+// status written (0 if nothing was), the upstream's time to answer and the
+// body bytes passed back, and returns an error if the exchange failed.
+func (s *Server) roundTrip(w http.ResponseWriter, out *http.Request, c *config, insecure bool, ex *exchange) error {
+	tr := c.transport
 	if insecure {
-		tr = s.insecureTransport
+		tr = c.insecureTransport
 	}
-	resp, err := tr.RoundTrip(out)
+	t0 := time.Now()
+	var resp *http.Response
+	var err error
+	if c.h1.handles(out) {
+		resp, err = c.h1.RoundTrip(out)
+	} else {
+		resp, err = tr.RoundTrip(out)
+	}
+	ex.upstream = time.Since(t0)
 	if err != nil {
-		return 0, err
+		return err
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return s.switchProtocols(w, out, resp, ex)
 	}
 	defer resp.Body.Close()
 
@@ -243,15 +309,18 @@ func (s *Server) roundTrip(w http.ResponseWriter, out *http.Request, insecure bo
 		h["Trailer"] = []string{strings.Join(names, ", ")}
 	}
 	w.WriteHeader(resp.StatusCode)
-	if err := s.copyBody(w, resp.Body, flushEach(resp)); err != nil {
+	ex.status = resp.StatusCode
+	n, err := s.copyBody(w, resp.Body, flushEach(resp))
+	ex.bytesOut = n
+	if err != nil {
 		// Headers are gone already: the client sees a cut-off body, as
 		// it would from the upstream itself.
-		return resp.StatusCode, err
+		return err
 	}
 	for k, vv := range resp.Trailer {
 		h[http.TrailerPrefix+k] = vv
 	}
-	return resp.StatusCode, nil
+	return nil
 }
 
 // flushEach reports whether each chunk of the body must reach the client as
@@ -261,7 +330,10 @@ func flushEach(resp *http.Response) bool {
 	if resp.ContentLength == -1 {
 		return true
 	}
-	ct := resp.Header.Get("Content-Type")
+	ct := ""
+	if v := resp.Header["Content-Type"]; len(v) > 0 {
+		ct = v[0]
+	}
 	if i := strings.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
 	}
@@ -273,7 +345,8 @@ func flushEach(resp *http.Response) bool {
 // small enough that many concurrent streams stay cheap.
 const copyBufSize = 32 << 10
 
-func (s *Server) copyBody(w http.ResponseWriter, body io.Reader, flush bool) error {
+// copyBody streams body to w and returns how many bytes it wrote.
+func (s *Server) copyBody(w http.ResponseWriter, body io.Reader, flush bool) (int64, error) {
 	bp, _ := s.bufs.Get().(*[]byte)
 	if bp == nil {
 		b := make([]byte, copyBufSize)
@@ -281,24 +354,30 @@ func (s *Server) copyBody(w http.ResponseWriter, body io.Reader, flush bool) err
 	}
 	defer s.bufs.Put(bp)
 	buf := *bp
-	rc := http.NewResponseController(w)
+	var rc *http.ResponseController
+	if flush {
+		rc = http.NewResponseController(w)
+	}
+	var written int64
 	for {
 		n, rerr := body.Read(buf)
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return werr
+			m, werr := w.Write(buf[:n])
+			written += int64(m)
+			if werr != nil {
+				return written, werr
 			}
 			if flush {
 				if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
-					return err
+					return written, err
 				}
 			}
 		}
 		if rerr == io.EOF {
-			return nil
+			return written, nil
 		}
 		if rerr != nil {
-			return rerr
+			return written, rerr
 		}
 	}
 }

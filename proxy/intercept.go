@@ -29,14 +29,19 @@ const handshakeTimeout = 10 * time.Second
 // interceptConnect terminates TLS on a CONNECT to a host a route signs, then
 // serves the requests inside through dispatch, the same path as forward
 // proxy requests. HTTP/2 or HTTP/1.1 by ALPN.
-func (s *Server) interceptConnect(w http.ResponseWriter, r *http.Request, hostport string) {
+func (s *Server) interceptConnect(w http.ResponseWriter, r *http.Request, hostport string, ex *exchange) {
 	host, port, _ := net.SplitHostPort(hostport)
 	t := &interceptedTunnel{target: hostport, host: hostOnly(hostport), port: port, done: make(chan struct{})}
 	raw, err := s.establish(w, hostport)
 	if err != nil {
 		return
 	}
-	conn := tls.Server(raw, s.intercept.ServerConfigFor(strings.TrimSuffix(strings.ToLower(host), ".")))
+	ex.status = http.StatusOK
+	// The access line of the CONNECT counts the tunnel's bytes (TLS
+	// records); its requests have lines of their own.
+	counted := &countingConn{Conn: raw}
+	defer func() { ex.bytesIn, ex.bytesOut = counted.in.Load(), counted.out.Load() }()
+	conn := tls.Server(counted, s.intercept.ServerConfigFor(strings.TrimSuffix(strings.ToLower(host), ".")))
 	ctx, cancel := context.WithTimeout(r.Context(), handshakeTimeout)
 	err = conn.HandshakeContext(ctx)
 	cancel()
@@ -82,14 +87,16 @@ func (s *Server) tunnelState(c net.Conn, st http.ConnState) {
 // another would otherwise get a request signed for a host it never
 // connected to.
 func (s *Server) serveIntercepted(w http.ResponseWriter, r *http.Request) {
+	ex := s.begin()
+	defer s.finish(&ex, r)
 	t, _ := r.Context().Value(tunnelKey{}).(*interceptedTunnel)
 	if t == nil {
-		writeError(w, &proxyError{status: http.StatusInternalServerError, code: codeInterceptFailed, message: "request outside a tunnel"})
+		ex.fail(w, &proxyError{status: http.StatusInternalServerError, code: codeInterceptFailed, message: "request outside a tunnel"})
 		return
 	}
 	if !sameAuthority(r.Host, t) {
 		s.log.Warn("refused request whose Host differs from its tunnel", "connect", t.target, "host", r.Host)
-		writeError(w, &proxyError{status: http.StatusMisdirectedRequest, code: codeHostMismatch,
+		ex.fail(w, &proxyError{status: http.StatusMisdirectedRequest, code: codeHostMismatch,
 			message: "Host " + r.Host + " is not the CONNECT target " + t.target,
 			fix:     "send requests for each host through its own CONNECT"})
 		return
@@ -99,7 +106,7 @@ func (s *Server) serveIntercepted(w http.ResponseWriter, r *http.Request) {
 	if t.port != "443" {
 		r.URL.Host = net.JoinHostPort(t.host, t.port)
 	}
-	s.dispatch(w, r)
+	s.dispatch(w, r, s.current(), &ex)
 }
 
 // sameAuthority compares a request's Host with the tunnel's target; the

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/signet-proxy/signet/internal/metrics"
 	"github.com/signet-proxy/signet/proxy/tlsintercept"
 )
 
@@ -50,10 +54,14 @@ func TestInterceptSignsInsideTunnel(t *testing.T) {
 	var rec recorder
 	up, roots := tlsUpstream(t, &rec)
 	ic := openInterceptor(t, func(h string) bool { return strings.HasSuffix(h, ".amazonaws.com") })
+	m := metrics.New(metrics.Options{WithoutRuntime: true})
+	var logged syncBuffer
 	tp := startProxy(t, Options{
 		Routes:    []Route{{Hosts: []string{"*.amazonaws.com"}, Source: staticSource(t)}},
 		Upstream:  UpstreamOptions{ConnectTo: map[string]string{"sqs.us-east-1.amazonaws.com:443": up}, RootCAs: roots},
 		Intercept: ic,
+		Metrics:   m,
+		AccessLog: slog.New(slog.NewTextHandler(&logged, nil)),
 	})
 	caPool := x509.NewCertPool()
 	caPool.AddCert(ic.CACert())
@@ -84,6 +92,48 @@ func TestInterceptSignsInsideTunnel(t *testing.T) {
 			!strings.HasPrefix(r.requestURI, "/q%2Fx?") {
 			t.Fatalf("upstream got %+v", r)
 		}
+	}
+
+	// Two tunnels: one leaf issued, the second handshake served from the
+	// leaf cache; one host: one signing scope lookup, then five hits.
+	tp.stop()
+	want := `
+# HELP signet_cache_hits_total Lookups that found their entry.
+# TYPE signet_cache_hits_total counter
+signet_cache_hits_total{cache="leaf_certificates"} 1
+signet_cache_hits_total{cache="signing_scope"} 5
+# HELP signet_cache_misses_total Lookups that did not find their entry.
+# TYPE signet_cache_misses_total counter
+signet_cache_misses_total{cache="leaf_certificates"} 1
+signet_cache_misses_total{cache="signing_scope"} 1
+# HELP signet_leaf_certificates_issued_total Leaf certificates signed by the local CA for intercepted hosts.
+# TYPE signet_leaf_certificates_issued_total counter
+signet_leaf_certificates_issued_total 1
+# HELP signet_requests_total Requests answered, by route, signing name, region and status class (2xx...). Signet's own error answers count too.
+# TYPE signet_requests_total counter
+signet_requests_total{code_class="2xx",region="us-east-1",route="routes[0]",service="sqs"} 6
+signet_requests_total{code_class="3xx",region="us-east-1",route="routes[0]",service="sqs"} 0
+signet_requests_total{code_class="4xx",region="us-east-1",route="routes[0]",service="sqs"} 0
+signet_requests_total{code_class="5xx",region="us-east-1",route="routes[0]",service="sqs"} 0
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "signet_cache_hits_total",
+		"signet_cache_misses_total", "signet_leaf_certificates_issued_total", "signet_requests_total"); err != nil {
+		t.Error(err)
+	}
+	// One access log line per request inside the tunnels, one per tunnel.
+	lines := strings.Split(strings.TrimSpace(logged.String()), "\n")
+	var gets, connects int
+	for _, l := range lines {
+		switch {
+		case strings.Contains(l, "method=GET host=sqs.us-east-1.amazonaws.com path=/q%2Fx status=200 route=routes[0] service=sqs"):
+			gets++
+		case strings.Contains(l, "method=CONNECT host=sqs.us-east-1.amazonaws.com:443 path=\"\" status=200") &&
+			!strings.Contains(l, "bytes_in=0") && !strings.Contains(l, "bytes_out=0"):
+			connects++
+		}
+	}
+	if gets != 6 || connects != 2 || len(lines) != 8 {
+		t.Errorf("access log: %d GET and %d CONNECT lines of %d, want 6, 2, 8:\n%s", gets, connects, len(lines), logged.String())
 	}
 }
 

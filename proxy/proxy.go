@@ -13,9 +13,12 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/signet-proxy/signet/credentials"
+	"github.com/signet-proxy/signet/internal/cache"
+	"github.com/signet-proxy/signet/internal/metrics"
 	"github.com/signet-proxy/signet/signer"
 )
 
@@ -40,7 +43,21 @@ type Options struct {
 	ListenerTLS *tls.Config
 	// Auth, when set, is required of every request on the proxy listener.
 	Auth *BasicAuth
+	// Metrics records every request by route ("routes[i]", "reverse[i]",
+	// "unmatched") and reports the caches; nil records nothing.
+	Metrics *metrics.Metrics
+	// AccessLog gets one Info line per request (see accessLog for what it
+	// holds and never holds); nil writes none.
+	AccessLog *slog.Logger
+	// CachePolicy ("lru", the default, or "lfu") and CacheMaxSize (0 means
+	// 1000) bound the per-upstream state: the signing scope resolved for
+	// each host.
+	CachePolicy  string
+	CacheMaxSize int
 }
+
+// defaultCacheMaxSize matches the config's default cache.max_size.
+const defaultCacheMaxSize = 1000
 
 // TLSTerminator gives the server side TLS config for an intercepted tunnel
 // to host (host name without port). tlsintercept.Interceptor is one.
@@ -59,28 +76,28 @@ type Reverse struct {
 
 // Server runs the forward proxy and the reverse listeners.
 type Server struct {
-	log           *slog.Logger
-	signer        *signer.Signer
-	router        *router
-	denyUnmatched bool
-	transport     *http.Transport
-	// insecureTransport skips certificate checks, for routes that ask.
-	insecureTransport *http.Transport
-	connectTo         *connectTo
-	intercept         TLSTerminator
-	listenerTLS       *tls.Config
-	auth              *BasicAuth
+	log       *slog.Logger
+	unmatched *metrics.Route
+	scopes    *cache.Cache[string, lookedUp]
+	signer    *signer.Signer
+	// cur is the routes, transports and the rest that a reload replaces
+	// (reload.go); reloadMu serialises reloads.
+	cur         atomic.Pointer[config]
+	reloadMu    sync.Mutex
+	intercept   TLSTerminator
+	listenerTLS *tls.Config
 	// inner serves the requests inside intercepted tunnels, one Serve
 	// call per tunnel, so that Shutdown drains them with the rest.
 	inner        *http.Server
 	innerTunnels sync.Map // *tls.Conn -> *interceptedTunnel
 
 	listen   string
-	reverse  []Reverse
+	reverse  []*reverseHandler
 	bound    []boundListener
 	tunnels  tunnelSet
 	serveErr chan error
 	bufs     sync.Pool // *[]byte of copyBufSize, for streaming bodies
+	metrics  *metrics.Metrics
 }
 
 type boundListener struct {
@@ -94,48 +111,50 @@ func New(opts Options) (*Server, error) {
 	if opts.Signer == nil || opts.Logger == nil {
 		return nil, errors.New("proxy: Signer and Logger are required")
 	}
-	rt, err := newRouter(append([]Route(nil), opts.Routes...))
+	cfg, err := newConfig(opts, nil)
 	if err != nil {
-		return nil, fmt.Errorf("proxy: %w", err)
+		return nil, err
 	}
-	tr, ct, err := newTransport(opts.Upstream, false)
+	if opts.CacheMaxSize == 0 {
+		opts.CacheMaxSize = defaultCacheMaxSize
+	}
+	scopes, err := cache.New(cache.Options[string, lookedUp]{Policy: cache.Policy(opts.CachePolicy), MaxSize: opts.CacheMaxSize})
 	if err != nil {
-		return nil, fmt.Errorf("proxy: %w", err)
-	}
-	insecureTr, _, err := newTransport(opts.Upstream, true)
-	if err != nil {
-		return nil, fmt.Errorf("proxy: %w", err)
-	}
-	for i, rv := range opts.Reverse {
-		if rv.Upstream == nil || rv.Upstream.Host == "" || (rv.Upstream.Scheme != "http" && rv.Upstream.Scheme != "https") {
-			return nil, fmt.Errorf("proxy: reverse[%d]: upstream must be an absolute http or https URL", i)
-		}
-		if rv.Source == nil {
-			return nil, fmt.Errorf("proxy: reverse[%d]: no credential source", i)
-		}
-		if rv.Payload == "" {
-			opts.Reverse[i].Payload = signer.PayloadAuto
-		}
+		return nil, fmt.Errorf("proxy: signing scope cache: %w", err)
 	}
 	s := &Server{
-		log:               opts.Logger,
-		signer:            opts.Signer,
-		router:            rt,
-		denyUnmatched:     opts.DenyUnmatched,
-		transport:         tr,
-		insecureTransport: insecureTr,
-		connectTo:         ct,
-		intercept:         opts.Intercept,
-		listenerTLS:       opts.ListenerTLS,
-		auth:              opts.Auth,
-		listen:            opts.Listen,
-		reverse:           opts.Reverse,
-		serveErr:          make(chan error, 1+len(opts.Reverse)),
+		log:         opts.Logger,
+		unmatched:   opts.Metrics.Route("unmatched"),
+		scopes:      scopes,
+		metrics:     opts.Metrics,
+		signer:      opts.Signer,
+		intercept:   opts.Intercept,
+		listenerTLS: opts.ListenerTLS,
+		listen:      opts.Listen,
+		serveErr:    make(chan error, 1+len(opts.Reverse)),
+	}
+	s.cur.Store(cfg)
+	for i, rv := range opts.Reverse {
+		s.reverse = append(s.reverse, &reverseHandler{s: s, listen: rv.Listen, index: i})
 	}
 	s.inner = s.httpServer(http.HandlerFunc(s.serveIntercepted))
 	s.inner.ConnContext = s.tunnelContext
 	s.inner.ConnState = s.tunnelState
+	if m := opts.Metrics; m != nil {
+		m.AddCache("signing_scope", scopes.Stats)
+		if lc, ok := opts.Intercept.(leafCertificates); ok {
+			m.AddCache("leaf_certificates", lc.CacheStats)
+			m.SetLeafCertificatesIssued(lc.LeavesIssued)
+		}
+	}
 	return s, nil
+}
+
+// leafCertificates is what an interceptor reports for metrics;
+// tlsintercept.Interceptor is one.
+type leafCertificates interface {
+	CacheStats() cache.Stats
+	LeavesIssued() uint64
 }
 
 // Listen binds every listener, so that a port in use is an error at start.
@@ -157,16 +176,9 @@ func (s *Server) Listen(ctx context.Context) error {
 	if err := bind("proxy", s.listen, http.HandlerFunc(s.serveForward)); err != nil {
 		return err
 	}
-	for i := range s.reverse {
-		rv := &s.reverse[i]
-		h := &reverseHandler{s: s, t: target{
-			scheme:  rv.Upstream.Scheme,
-			host:    rv.Upstream.Host,
-			source:  rv.Source,
-			scope:   rv.Scope,
-			payload: rv.Payload,
-		}}
-		if err := bind("reverse", rv.Listen, h, "index", i, "upstream", rv.Upstream.String()); err != nil {
+	for i, h := range s.reverse {
+		t := s.current().reverse[i]
+		if err := bind("reverse", h.listen, h, "index", i, "upstream", t.scheme+"://"+t.host); err != nil {
 			s.closeListeners()
 			return err
 		}
@@ -232,8 +244,7 @@ func (s *Server) Serve(ctx context.Context, drain time.Duration) error {
 	}
 	s.tunnels.drain(sctx)
 	wg.Wait()
-	s.transport.CloseIdleConnections()
-	s.insecureTransport.CloseIdleConnections()
+	s.current().closeIdle()
 	return err
 }
 

@@ -66,6 +66,9 @@ type testProxy struct {
 	srv     *Server
 	addr    string
 	reverse []string
+	// stop shuts the proxy down and waits until every handler has
+	// returned; cleanup calls it too.
+	stop func()
 }
 
 func startProxy(t testing.TB, opts Options) *testProxy {
@@ -88,13 +91,14 @@ func startProxy(t testing.TB, opts Options) *testProxy {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, 5*time.Second) }()
-	t.Cleanup(func() {
+	stop := sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	tp := &testProxy{srv: srv, addr: srv.Addr().String()}
+	t.Cleanup(stop)
+	tp := &testProxy{srv: srv, addr: srv.Addr().String(), stop: stop}
 	for _, a := range srv.ReverseAddrs() {
 		tp.reverse = append(tp.reverse, a.String())
 	}

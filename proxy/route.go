@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/signet-proxy/signet/credentials"
+	"github.com/signet-proxy/signet/internal/metrics"
 	"github.com/signet-proxy/signet/signer"
 )
 
@@ -36,9 +37,13 @@ type Route struct {
 // router finds the first route whose hosts and path prefix match.
 type router struct {
 	routes []Route
+	// names and obs are per route, in the same order: "routes[i]" and its
+	// metrics, resolved once.
+	names []string
+	obs   []*metrics.Route
 }
 
-func newRouter(routes []Route) (*router, error) {
+func newRouter(routes []Route, m *metrics.Metrics) (*router, error) {
 	for i, r := range routes {
 		if r.Source == nil {
 			return nil, fmt.Errorf("route %d: no credential source", i)
@@ -62,12 +67,18 @@ func newRouter(routes []Route) (*router, error) {
 			routes[i].Payload = signer.PayloadAuto
 		}
 	}
-	return &router{routes: routes}, nil
+	rt := &router{routes: routes}
+	for i := range routes {
+		name := fmt.Sprintf("routes[%d]", i)
+		rt.names = append(rt.names, name)
+		rt.obs = append(rt.obs, m.Route(name))
+	}
+	return rt, nil
 }
 
-// match returns the route for a request to hostport with the given
-// (decoded) path, or nil.
-func (rt *router) match(hostport, urlPath string) *Route {
+// match returns the index of the route for a request to hostport with the
+// given (decoded) path, or -1.
+func (rt *router) match(hostport, urlPath string) int {
 	host := hostOnly(hostport)
 	for i := range rt.routes {
 		r := &rt.routes[i]
@@ -75,10 +86,10 @@ func (rt *router) match(hostport, urlPath string) *Route {
 			continue
 		}
 		if matchHost(r.Hosts, host) {
-			return r
+			return i
 		}
 	}
-	return nil
+	return -1
 }
 
 // matchesHost reports whether any route signs host, whatever the path: a

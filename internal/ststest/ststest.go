@@ -2,8 +2,10 @@
 // GetCallerIdentity over the AWS query protocol, with every request's
 // SigV4 signature checked against the keys the fake knows (its users and
 // the sessions it minted), MFA checked like AWS checks it (a code is
-// accepted once), and failures on demand. Options.OnMint hands every
-// minted session to the test, so that a real verifier can learn it.
+// accepted once), AssumeRoleWithWebIdentity (unsigned, as in AWS) with
+// the token checked as a JWT of an OIDC provider the test registers, and
+// failures on demand. Options.OnMint hands every minted session to the
+// test, so that a real verifier can learn it.
 package ststest
 
 import (
@@ -14,6 +16,7 @@ import (
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -36,7 +39,8 @@ import (
 // Failure is a way the fake can be told to fail an AssumeRole call.
 type Failure int
 
-// Failures. Each applies to AssumeRole calls whose signature is valid.
+// Failures. Each applies to AssumeRole calls whose signature is valid and
+// to AssumeRoleWithWebIdentity calls.
 const (
 	// FailInternal answers 500 InternalFailure.
 	FailInternal Failure = iota + 1
@@ -63,12 +67,20 @@ type Role struct {
 	ExternalID string
 	// MaxSessionDuration defaults to 1h, as in IAM.
 	MaxSessionDuration time.Duration
+	// OIDCIssuers are the identity providers (their iss, as registered
+	// with AddOIDCProvider) whose tokens may assume the role with
+	// AssumeRoleWithWebIdentity, like a trust policy's Federated
+	// principal; none refuses every web identity.
+	OIDCIssuers []string
+	// OIDCSubject, when set, is the only sub accepted, like a trust
+	// policy's condition on PROVIDER:sub.
+	OIDCSubject string
 }
 
 // Call is one request the fake received with a valid signature.
 type Call struct {
 	Action string
-	// AccessKeyID signed the request.
+	// AccessKeyID signed the request; "" for AssumeRoleWithWebIdentity.
 	AccessKeyID     string
 	RoleARN         string
 	RoleSessionName string
@@ -81,6 +93,10 @@ type Call struct {
 	Tags            map[string]string
 	TransitiveTags  []string
 	SourceIdentity  string
+	// Issuer, Subject and Audience are the web identity token's iss, sub
+	// and the aud the fake matched (AssumeRoleWithWebIdentity, when the
+	// token could be read).
+	Issuer, Subject, Audience string
 	// Error is the AWS error code answered, "" for success.
 	Error string
 }
@@ -102,6 +118,7 @@ type Server struct {
 	principals map[string]principal
 	roles      map[string]Role
 	used       map[string]bool // serial + "/" + code
+	oidc       map[string]OIDCProvider
 	lifetime   time.Duration
 	faults     faketest.Faults[Failure]
 	calls      faketest.Log[Call]
@@ -117,14 +134,14 @@ type Options struct {
 	PlainHTTP bool
 	// Now is the fake's clock; default time.Now.
 	Now func() time.Time
-	// OnMint, when set, is called with every session AssumeRole mints,
+	// OnMint, when set, is called with every session the fake mints,
 	// before the answer is sent, so that a test can make the session known
 	// to a real verifier first. An error fails the call with 500
 	// InternalFailure and the session is not minted.
 	OnMint func(Minted) error
 }
 
-// Minted is a session AssumeRole minted.
+// Minted is a session AssumeRole or AssumeRoleWithWebIdentity minted.
 type Minted struct {
 	AccessKeyID     string
 	SecretAccessKey string
@@ -141,6 +158,9 @@ type Minted struct {
 	// AssumedRoleUser.
 	AssumedRoleARN string
 	AssumedRoleID  string
+	// Provider, Audience and Subject are, for AssumeRoleWithWebIdentity,
+	// the token's issuer (without https://), matched aud and sub.
+	Provider, Audience, Subject string
 }
 
 // New starts a fake STS that is closed when the test ends.
@@ -152,6 +172,7 @@ func New(t testing.TB, opts Options) *Server {
 		principals: map[string]principal{},
 		roles:      map[string]Role{},
 		used:       map[string]bool{},
+		oidc:       map[string]OIDCProvider{},
 		onMint:     opts.OnMint,
 	}
 	if s.region == "" {
@@ -182,6 +203,16 @@ func (s *Server) RootCAs() *x509.CertPool {
 		pool.AddCert(c)
 	}
 	return pool
+}
+
+// CertificatePEM is the fake's TLS certificate in PEM, for a program
+// that reads its trust store from a file; nil with PlainHTTP.
+func (s *Server) CertificatePEM() []byte {
+	c := s.srv.Certificate()
+	if c == nil {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 }
 
 // AddUser makes long-term keys known, as an IAM user with ARN arn.
@@ -263,6 +294,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
 		writeError(w, reqID, sender(400, "MalformedQueryString", "The query string is malformed."))
+		return
+	}
+	if form.Get("Action") == "AssumeRoleWithWebIdentity" {
+		// STS takes this action unsigned: the web identity token is the
+		// caller's credential, and a signature is not looked at.
+		if form.Get("Version") != "2011-06-15" {
+			writeError(w, reqID, sender(400, "InvalidAction", "Could not find operation AssumeRoleWithWebIdentity for version "+form.Get("Version")))
+			return
+		}
+		s.assumeRoleWithWebIdentity(w, r, reqID, form)
 		return
 	}
 	akid, p, apiErr := s.verify(r, body)
@@ -428,44 +469,17 @@ func (s *Server) assumeRole(w http.ResponseWriter, r *http.Request, reqID, akid 
 		return
 	}
 
-	now := s.now()
-	expires := now.Add(time.Duration(dur) * time.Second)
-	if lifetime > 0 {
-		expires = now.Add(lifetime)
-	}
-	if fail == FailExpired {
-		expires = now.Add(-time.Minute)
-	}
-	roleName := c.RoleARN[strings.LastIndexByte(c.RoleARN, '/')+1:]
-	minted := principal{
-		secret:  randomSecret(40),
-		token:   "FQoGZXIvYXdzE" + randomSecret(180),
-		arn:     "arn:" + partition(c.RoleARN) + ":sts::" + accountOf(c.RoleARN) + ":assumed-role/" + roleName + "/" + c.RoleSessionName,
-		userID:  "AROA" + randomID(17) + ":" + c.RoleSessionName,
-		expires: expires,
-		chained: true,
-	}
-	newKey := "ASIA" + randomID(16)
-	if s.onMint != nil {
-		err := s.onMint(Minted{
-			AccessKeyID: newKey, SecretAccessKey: minted.secret, SessionToken: minted.token,
-			Issued: now, Expires: expires,
-			RoleARN: c.RoleARN, RoleSessionName: c.RoleSessionName,
-			AssumedRoleARN: minted.arn, AssumedRoleID: minted.userID,
-		})
-		if err != nil {
-			finish(&apiError{status: 500, typ: "Receiver", code: "InternalFailure", message: "OnMint: " + err.Error()})
-			return
-		}
+	newKey, minted, e := s.mint(c.RoleARN, c.RoleSessionName, dur, lifetime, fail, Minted{})
+	if e != nil {
+		finish(e)
+		return
 	}
 	finish(nil)
 	s.mu.Lock()
 	s.principals[newKey] = minted
 	s.mu.Unlock()
 
-	inner := fmt.Sprintf("<AssumedRoleUser><Arn>%s</Arn><AssumedRoleId>%s</AssumedRoleId></AssumedRoleUser>"+
-		"<Credentials><AccessKeyId>%s</AccessKeyId><SecretAccessKey>%s</SecretAccessKey><SessionToken>%s</SessionToken><Expiration>%s</Expiration></Credentials>",
-		esc(minted.arn), esc(minted.userID), newKey, minted.secret, minted.token, expires.UTC().Format("2006-01-02T15:04:05Z"))
+	inner := sessionXML(newKey, minted)
 	if c.SourceIdentity != "" {
 		inner += "<SourceIdentity>" + esc(c.SourceIdentity) + "</SourceIdentity>"
 	}

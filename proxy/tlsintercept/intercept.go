@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+
+	"github.com/signet-proxy/signet/internal/cache"
 )
 
 // Options configure Open.
@@ -32,6 +34,9 @@ type Options struct {
 	Allow func(host string) bool
 	// CacheSize bounds the leaf certificates held in memory; 0 means 1000.
 	CacheSize int
+	// CachePolicy is how the leaf cache picks what to drop when full:
+	// "lru" (the default) or "lfu".
+	CachePolicy string
 	// Now is the clock for creating the CA and for leaf validity; nil
 	// means time.Now. certmagic decides renewals by the wall clock.
 	Now func() time.Time
@@ -49,8 +54,8 @@ const (
 // Stats counts certificate work, for metrics.
 type Stats struct {
 	Issued uint64 // leaf certificates signed (first issues and renewals)
-	Hits   uint64 // handshakes served from certmagic's in-memory cache
-	Misses uint64 // handshakes that had to load or issue a certificate
+	Hits   uint64 // handshakes served from the leaf cache
+	Misses uint64 // handshakes that went to certmagic (to load, issue or renew)
 	Denied uint64 // handshakes refused: host not allowed, or SNI not the tunnel's host
 }
 
@@ -63,6 +68,10 @@ type Interceptor struct {
 	issuer *localIssuer
 	cache  *certmagic.Cache
 	magic  *certmagic.Config
+	// leaves sits in front of certmagic: a handshake for a host whose
+	// leaf is outside its renewal window is served from here, under the
+	// configured policy and bound.
+	leaves *cache.Cache[string, leaf]
 
 	hits, misses, denied atomic.Uint64
 	closed               atomic.Bool
@@ -83,6 +92,10 @@ func Open(ctx context.Context, opts Options) (*Interceptor, error) {
 	size := opts.CacheSize
 	if size == 0 {
 		size = defaultCacheSize
+	}
+	leaves, err := cache.New(cache.Options[string, leaf]{Policy: cache.Policy(opts.CachePolicy), MaxSize: size})
+	if err != nil {
+		return nil, fmt.Errorf("open TLS interceptor: leaf certificate cache: %w", err)
 	}
 	now := opts.Now
 	if now == nil {
@@ -108,6 +121,7 @@ func Open(ctx context.Context, opts Options) (*Interceptor, error) {
 		allow:  opts.Allow,
 		log:    log,
 		issuer: newLocalIssuer(ca, opts.Allow, now, log),
+		leaves: leaves,
 	}
 	zl := newZapLogger(log)
 	// The cache asks for the Config of a certificate it maintains; there
@@ -252,24 +266,52 @@ func (i *Interceptor) serverConfig(get func(*tls.ClientHelloInfo) (*tls.Certific
 	}
 }
 
-// getCertificate counts a hit when certmagic's cache already holds a
-// certificate for the name, and otherwise lets certmagic load or issue
-// one (it runs one issuance per name however many handshakes wait).
+// leaf is a certificate in the leaf cache and when certmagic wants it
+// renewed.
+type leaf struct {
+	cert    *tls.Certificate
+	renewAt time.Time
+}
+
+// getCertificate serves name's leaf from the leaf cache while it is
+// outside its renewal window, and otherwise lets certmagic load, issue or
+// renew one (it runs one issuance per name however many handshakes wait).
+// A leaf inside its window is not kept, so that handshakes keep asking
+// certmagic until its renewal is done.
 func (i *Interceptor) getCertificate(hello *tls.ClientHelloInfo, name string) (*tls.Certificate, error) {
 	if i.closed.Load() {
 		return nil, errors.New("tlsintercept: interceptor is closed")
 	}
-	if len(i.cache.AllMatchingCertificates(name)) > 0 {
-		i.hits.Add(1)
-	} else {
-		i.misses.Add(1)
+	// certmagic decides renewals by the wall clock; so does the cache.
+	now := time.Now()
+	if l, ok := i.leaves.Get(name); ok {
+		if now.Before(l.renewAt) {
+			i.hits.Add(1)
+			return l.cert, nil
+		}
+		i.leaves.Remove(name)
 	}
+	i.misses.Add(1)
 	cert, err := i.magic.GetCertificate(hello)
 	if err != nil {
 		return nil, fmt.Errorf("tlsintercept: certificate for %s: %w", name, err)
 	}
+	if x := cert.Leaf; x != nil {
+		life := x.NotAfter.Sub(x.NotBefore)
+		renewAt := x.NotAfter.Add(-time.Duration(float64(life) * i.magic.RenewalWindowRatio))
+		if now.Before(renewAt) {
+			i.leaves.Add(name, leaf{cert: cert, renewAt: renewAt})
+		}
+	}
 	return cert, nil
 }
+
+// CacheStats returns the leaf cache's figures, for metrics.
+func (i *Interceptor) CacheStats() cache.Stats { return i.leaves.Stats() }
+
+// LeavesIssued returns how many leaf certificates the CA has signed, for
+// metrics.
+func (i *Interceptor) LeavesIssued() uint64 { return i.issuer.issued.Load() }
 
 // Stats returns the counters so far.
 func (i *Interceptor) Stats() Stats {

@@ -323,3 +323,63 @@ func (s *safeBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestLeafCachePolicy: the leaf cache keeps what its policy says when it
+// is full. After a is used three times and b once, adding c drops b under
+// LFU (used least often) and a under LRU (used least recently); a handshake
+// for the host still held is a hit, for the dropped one a miss.
+func TestLeafCachePolicy(t *testing.T) {
+	for _, tt := range []struct {
+		policy        string
+		kept, dropped string
+	}{
+		{"lfu", "a.allowed.test", "b.allowed.test"},
+		{"lru", "b.allowed.test", "a.allowed.test"},
+	} {
+		t.Run(tt.policy, func(t *testing.T) {
+			i, err := Open(context.Background(), Options{
+				StateDir: filepath.Join(t.TempDir(), "state"), CacheSize: 2, CachePolicy: tt.policy,
+				Allow: func(host string) bool { return strings.HasSuffix(host, ".allowed.test") },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = i.Close() })
+			ln := loopback(t)
+			shake := func(host string) {
+				t.Helper()
+				if _, cerr, serr := handshake(ln, i.ServerConfigFor(host), clientConfig(i, host)); cerr != nil || serr != nil {
+					t.Fatalf("handshake with %s: client %v, server %v", host, cerr, serr)
+				}
+			}
+			for _, h := range []string{"a.allowed.test", "a.allowed.test", "a.allowed.test", "b.allowed.test", "c.allowed.test"} {
+				shake(h)
+			}
+			st := i.CacheStats()
+			if st.Evictions != 1 || st.Len != 2 || st.MaxSize != 2 {
+				t.Fatalf("cache stats %+v, want one eviction, 2 of 2 held", st)
+			}
+			before := i.Stats()
+			shake(tt.kept)
+			if after := i.Stats(); after.Hits != before.Hits+1 {
+				t.Errorf("%s: stats %+v after %+v, want a hit", tt.kept, after, before)
+			}
+			before = i.Stats()
+			shake(tt.dropped)
+			if after := i.Stats(); after.Misses != before.Misses+1 {
+				t.Errorf("%s: stats %+v after %+v, want a miss", tt.dropped, after, before)
+			}
+			if got := i.LeavesIssued(); got < 3 {
+				t.Errorf("LeavesIssued = %d, want at least the 3 hosts", got)
+			}
+		})
+	}
+}
+
+func TestOpenRefusesUnknownCachePolicy(t *testing.T) {
+	_, err := Open(context.Background(), Options{StateDir: filepath.Join(t.TempDir(), "s"),
+		Allow: func(string) bool { return true }, CachePolicy: "fifo"})
+	if err == nil || !strings.Contains(err.Error(), "fifo") {
+		t.Errorf("Open with policy fifo = %v, want an error naming it", err)
+	}
+}
