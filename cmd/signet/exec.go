@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 
 	"github.com/signet-proxy/signet/configs"
+	"github.com/signet-proxy/signet/internal/metrics"
+	"github.com/signet-proxy/signet/proxy/admin"
 )
 
 const execUsage = "usage: signet exec [-c FILE] [flags] -- CMD [ARGS...]"
@@ -41,12 +44,13 @@ func runExec(ctx context.Context, c *cli, args []string) error {
 	i := slices.Index(args, "--")
 	if i < 0 {
 		if slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "--help" || a == "-help" }) {
-			return parseFlags(execFlags(new(configFlags)), []string{"-h"})
+			return parseFlags(execFlags(new(configFlags), new(string)), []string{"-h"})
 		}
 		return usageError{errors.New("missing -- before the command\n" + execUsage)}
 	}
 	var cf configFlags
-	fs := execFlags(&cf)
+	var credSource string
+	fs := execFlags(&cf, &credSource)
 	if err := parseFlags(fs, args[:i]); err != nil {
 		return err
 	}
@@ -88,11 +92,19 @@ func runExec(ctx context.Context, c *cli, args []string) error {
 		return commandFailed(c, argv[0], cmd.Err)
 	}
 
+	if credSource == "" {
+		credSource = defaultSourceName(&cfg)
+	}
+	if _, ok := cfg.Sources[credSource]; !ok {
+		return usageError{fmt.Errorf("--source %q: no such source in the config", credSource)}
+	}
+
 	log := newLogger(c.stderr, cfg.Log)
 	if err := os.MkdirAll(spoolDir(&cfg), 0o700); err != nil {
 		return fmt.Errorf("state_dir: create spool directory: %w", err)
 	}
-	cs, err := provision(ctx, &cfg, log, forServe)
+	m := metrics.New(metrics.Options{Logger: log})
+	cs, err := provisionWith(ctx, &cfg, log, forServe, m)
 	if err != nil {
 		return err
 	}
@@ -113,8 +125,18 @@ func runExec(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	env := proxyEnv(proxy, bundle, cs.intercept.CAPath())
+	var adm *adminListener
+	if cfg.Admin.Enabled() {
+		var tok string
+		if adm, tok, err = openExecAdmin(serveCtx, &cfg, cs, m); err != nil {
+			return err
+		}
+		defer adm.srv.Close()
+		env = append(env, containerEnv(adm.srv.URL(), credSource, tok)...)
+	}
 	served := make(chan error, 1)
-	go func() { served <- cs.proxy.Serve(serveCtx, cfg.ShutdownTimeout) }()
+	go func() { served <- serveAll(serveCtx, cs.proxy, adm, cfg.ShutdownTimeout, log) }()
 	stopSignet := func() {
 		stopServe()
 		if err := <-served; err != nil {
@@ -122,7 +144,7 @@ func runExec(ctx context.Context, c *cli, args []string) error {
 		}
 	}
 
-	cmd.Env = mergeEnv(c.environ, proxyEnv(proxy, bundle, cs.intercept.CAPath()))
+	cmd.Env = mergeEnv(c.environ, env)
 	// stdin is the process's own: cli carries no reader, and an
 	// interactive command needs the terminal itself. When stdout and
 	// stderr are files (always, outside tests), os/exec hands them over
@@ -163,9 +185,10 @@ wait:
 	return childStatus(cmd, waitErr)
 }
 
-func execFlags(cf *configFlags) *flag.FlagSet {
+func execFlags(cf *configFlags, credSource *string) *flag.FlagSet {
 	fs := flag.NewFlagSet("exec", flag.ContinueOnError)
 	cf.register(fs)
+	fs.StringVar(credSource, "source", "", "source `name` whose keys CMD's AWS SDKs get through AWS_CONTAINER_CREDENTIALS_FULL_URI (default: the first route's source)")
 	return fs
 }
 
@@ -211,4 +234,41 @@ func mergeEnv(environ []string, vars []envVar) []string {
 		out = append(out, v.name+"="+v.value)
 	}
 	return out
+}
+
+// openExecAdmin starts an admin listener for CMD alone: on loopback with a
+// free port, like exec's proxy, and with a token made for this run that
+// only CMD's environment carries (never written to the state directory,
+// where it would replace the token of a signet serve sharing it).
+func openExecAdmin(ctx context.Context, cfg *configs.Config, cs *components, m *metrics.Metrics) (*adminListener, string, error) {
+	tok, err := admin.NewToken()
+	if err != nil {
+		return nil, "", err
+	}
+	h, err := admin.New(admin.Options{
+		Catalog: catalogOf(cfg, cs.sources),
+		Token:   tok,
+		Metrics: m.Handler(),
+		Logger:  cs.log,
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	srv, err := admin.Listen(ctx, "127.0.0.1:0", h, cs.log)
+	if err != nil {
+		return nil, "", err
+	}
+	return &adminListener{h: h, srv: srv}, tok, nil
+}
+
+// containerEnv points AWS SDKs at the admin listener's credential
+// endpoint, as ECS points them at its agent: SDKs that sign themselves
+// then use source's keys, kept fresh by signet. The default chain asks the
+// endpoint only after the environment and the shared files, so keys set
+// there still win.
+func containerEnv(adminURL, source, token string) []envVar {
+	return []envVar{
+		{"AWS_CONTAINER_CREDENTIALS_FULL_URI", adminURL + "/v1/credentials/" + url.PathEscape(source)},
+		{"AWS_CONTAINER_AUTHORIZATION_TOKEN", token},
+	}
 }

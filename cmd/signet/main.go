@@ -48,7 +48,12 @@ func commands() []command {
 		{"env", "print shell lines that point programs at signet and its CA", runEnv},
 		{"exec", "run a command with signet started for it: exec [flags] -- CMD", runExec},
 		{"whoami", "print whom AWS takes a source's credentials for (the assumed role, for sts)", runWhoami},
-		{"version", "print the version", runVersion},
+		{"credential-process", "print a source's credentials as credential_process JSON, from the running signet or fetched directly", runCredentialProcess},
+		{"wasm", "run a WebAssembly credential provider once: wasm run --source NAME, or wasm run MODULE.wasm", runWasm},
+		{"debug", "show what signet signs for a request: debug sign METHOD URL", runDebug},
+		{"config", "print the JSON Schema of the config file: config schema", runConfig},
+		{"health", "ask a running signet's admin listener for /healthz (or /readyz with --ready)", runHealth},
+		{"version", "print the version, commit and Go version", runVersion},
 	}
 }
 
@@ -90,7 +95,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: signet COMMAND [flags]")
 	fmt.Fprintln(w, "\ncommands:")
 	for _, cmd := range commands() {
-		fmt.Fprintf(w, "  %-10s %s\n", cmd.name, cmd.summary)
+		fmt.Fprintf(w, "  %-18s %s\n", cmd.name, cmd.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'signet COMMAND -h' for a command's flags.")
 }

@@ -2,24 +2,29 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/signet-proxy/signet/configs"
 	"github.com/signet-proxy/signet/credentials"
+	"github.com/signet-proxy/signet/internal/metrics"
 	"github.com/signet-proxy/signet/proxy"
 	"github.com/signet-proxy/signet/proxy/tlsintercept"
 	"github.com/signet-proxy/signet/signer"
+	"github.com/signet-proxy/signet/wasmhost"
 )
 
 // configFlags are the flags every config-reading command takes.
@@ -86,13 +91,25 @@ func flagUsage(fs *flag.FlagSet) string {
 }
 
 func newLogger(w io.Writer, cfg configs.Log) *slog.Logger {
-	level := slog.LevelInfo
-	_ = level.UnmarshalText([]byte(cfg.Level)) // validated by configs
+	return newLevelLogger(w, cfg, new(slog.LevelVar))
+}
+
+// newLevelLogger is newLogger with its level in level, set from cfg, so
+// that a reload can change it.
+func newLevelLogger(w io.Writer, cfg configs.Log, level *slog.LevelVar) *slog.Logger {
+	level.Set(logLevel(cfg.Level))
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// logLevel is the slog level of a validated log.level.
+func logLevel(name string) slog.Level {
+	level := slog.LevelInfo
+	_ = level.UnmarshalText([]byte(name)) // validated by configs
+	return level
 }
 
 // components are everything built from a config, ready to serve.
@@ -103,17 +120,33 @@ type components struct {
 	intercept *tlsintercept.Interceptor
 	acme      *tlsintercept.ACMEListener
 	proxy     *proxy.Server
+	// wasm runs the wasm sources' modules; nil when there are none.
+	wasm *wasmhost.Host
+
+	// What a reload builds the next proxy options from; the listener's
+	// TLS and the interceptor live as long as the process.
+	log         *slog.Logger
+	metrics     *metrics.Metrics // nil: nothing recorded
+	signer      *signer.Signer
+	listenerTLS *tls.Config
 }
 
 func (cs *components) close() {
-	for _, s := range cs.sources {
-		_ = s.Close()
+	closeSources(cs.sources)
+	if cs.wasm != nil {
+		_ = cs.wasm.Close(context.Background())
 	}
 	if cs.intercept != nil {
 		_ = cs.intercept.Close()
 	}
 	if cs.acme != nil {
 		_ = cs.acme.Close()
+	}
+}
+
+func closeSources(sources map[string]*credentials.Refreshing) {
+	for _, s := range sources {
+		_ = s.Close()
 	}
 }
 
@@ -129,17 +162,72 @@ const (
 // provision opens what the config names (files, profiles) so that a broken
 // reference fails at start, not on the first request. It binds nothing.
 func provision(ctx context.Context, cfg *configs.Config, log *slog.Logger, mode provisionMode) (*components, error) {
-	cs := &components{sources: make(map[string]*credentials.Refreshing)}
+	return provisionWith(ctx, cfg, log, mode, nil)
+}
+
+// provisionWith is provision with every source's fetches counted in m
+// (nil: none).
+func provisionWith(ctx context.Context, cfg *configs.Config, log *slog.Logger, mode provisionMode, m *metrics.Metrics) (*components, error) {
+	cs := &components{sources: make(map[string]*credentials.Refreshing), log: log, metrics: m}
 	roots, err := upstreamRoots(cfg.Upstream.CAFile)
 	if err != nil {
 		return nil, err
 	}
 	cs.roots = roots
-	for name, sc := range cfg.Sources {
-		p, err := newProvider(ctx, sc, roots, cs.credentialsOf)
-		if err != nil {
+	if cs.wasm, err = openWasmHost(ctx, cfg, roots, log, mode); err != nil {
+		return nil, err
+	}
+	deps := sourceDeps{roots: roots, wasm: cs.wasm, log: log, metrics: m}
+	if err := buildSources(ctx, cfg, deps, cs.sources, slices.Sorted(maps.Keys(cfg.Sources))); err != nil {
+		cs.close()
+		return nil, err
+	}
+	cs.signer = signer.New(signer.Options{SpoolDir: spoolDir(cfg), Logger: log})
+	if mode == forServe {
+		if err := openIntercept(ctx, cfg, cs, log); err != nil {
 			cs.close()
-			return nil, keyError{"sources." + name, err}
+			return nil, err
+		}
+	}
+	opts, err := cs.proxyOptions(cfg, cs.sources, roots)
+	if err != nil {
+		cs.close()
+		return nil, err
+	}
+	if cs.proxy, err = proxy.New(opts); err != nil {
+		cs.close()
+		return nil, err
+	}
+	return cs, nil
+}
+
+// sourceDeps are what building a source needs besides its config.
+type sourceDeps struct {
+	roots   *x509.CertPool
+	wasm    *wasmhost.Host
+	log     *slog.Logger
+	metrics *metrics.Metrics
+}
+
+// buildSources builds the sources of cfg named in names into sources,
+// which may already hold others (a reload's unchanged sources). Role
+// chaining looks a source up in sources when keys are needed, so the order
+// does not matter. On an error, the sources built by this call are closed
+// and removed again.
+func buildSources(ctx context.Context, cfg *configs.Config, deps sourceDeps, sources map[string]*credentials.Refreshing, names []string) error {
+	var built []string
+	for _, name := range names {
+		sc := cfg.Sources[name]
+		p, err := newProvider(ctx, name, sc, deps.roots, credentialsFrom(sources), deps.wasm, deps.log)
+		if err != nil {
+			for _, b := range built {
+				_ = sources[b].Close()
+				delete(sources, b)
+			}
+			if _, ok := errors.AsType[keyError](err); ok {
+				return err // names a key inside the source already
+			}
+			return keyError{"sources." + name, err}
 		}
 		so := credentials.SourceOptions{
 			Method:    sc.Method,
@@ -147,27 +235,49 @@ func provision(ctx context.Context, cfg *configs.Config, log *slog.Logger, mode 
 			Advisory:  time.Duration(sc.Refresh.Advisory),
 			Mandatory: time.Duration(sc.Refresh.Mandatory),
 			Timeout:   time.Duration(sc.Refresh.Timeout),
-			Logger:    log,
+			Logger:    deps.log,
 		}
 		// A provider that runs something slow (an MFA prompt) says how
 		// long one fetch may take; the source must not cut it short.
 		if t, ok := p.(interface{ Timeout() time.Duration }); ok {
 			so.Timeout = max(so.Timeout, t.Timeout())
 		}
-		cs.sources[name] = credentials.NewSource(name, p, so)
+		sources[name] = credentials.NewSource(name, deps.metrics.InstrumentProvider(name, sc.Method, p), so)
+		built = append(built, name)
 	}
+	return nil
+}
+
+// proxyOptions builds the proxy's options from cfg, with the routes and
+// reverse listeners signing with sources. serve's start and every reload
+// build them here, so a reloaded config means exactly what it would at
+// start.
+func (cs *components) proxyOptions(cfg *configs.Config, sources map[string]*credentials.Refreshing, roots *x509.CertPool) (proxy.Options, error) {
+	log := cs.log
 	opts := proxy.Options{
 		Listen:        cfg.Listen,
-		DenyUnmatched: cfg.Unmatched == "deny",
+		DenyUnmatched: cfg.Unmatched == configs.UnmatchedDeny,
 		Upstream:      proxy.UpstreamOptions{ConnectTo: cfg.Upstream.ConnectTo, RootCAs: roots},
-		Signer:        signer.New(signer.Options{SpoolDir: spoolDir(cfg), Logger: log}),
+		Signer:        cs.signer,
 		Logger:        log,
+		ListenerTLS:   cs.listenerTLS,
+		Metrics:       cs.metrics,
+		CachePolicy:   cfg.Cache.Policy,
+		CacheMaxSize:  cfg.Cache.MaxSize,
+	}
+	if cfg.Log.Access {
+		opts.AccessLog = log
+	}
+	if cs.intercept != nil {
+		// Only when open: a nil *Interceptor in the interface would not
+		// be nil.
+		opts.Intercept = cs.intercept
 	}
 	for _, rc := range cfg.Routes {
 		opts.Routes = append(opts.Routes, proxy.Route{
 			Hosts:              rc.Hosts,
 			PathPrefix:         rc.PathPrefix,
-			Source:             cs.sources[rc.Source],
+			Source:             sources[rc.Source],
 			Scope:              signer.Scope{Service: rc.Service, Region: rc.Region},
 			SigningHost:        rc.SigningHost,
 			Payload:            signer.PayloadMode(rc.Payload),
@@ -180,58 +290,51 @@ func provision(ctx context.Context, cfg *configs.Config, log *slog.Logger, mode 
 		}
 	}
 	if cfg.ProxyAuth.File != "" {
-		if opts.Auth, err = proxy.LoadBasicAuth(cfg.ProxyAuth.File); err != nil {
-			cs.close()
-			return nil, keyError{"proxy_auth.file", err}
+		auth, err := proxy.LoadBasicAuth(cfg.ProxyAuth.File)
+		if err != nil {
+			return proxy.Options{}, keyError{"proxy_auth.file", err}
 		}
+		opts.Auth = auth
 		if cfg.ProxyTLS.Mode == configs.ProxyTLSOff {
 			log.Warn("proxy_auth without proxy_tls: clients send their proxy password in clear text", "listen", cfg.Listen)
-		}
-	}
-	if mode == forServe {
-		if err := openIntercept(ctx, cfg, cs, &opts, log); err != nil {
-			cs.close()
-			return nil, err
 		}
 	}
 	for i, rc := range cfg.Reverse {
 		u, err := url.Parse(rc.Upstream)
 		if err != nil {
-			cs.close()
-			return nil, keyError{fmt.Sprintf("reverse[%d].upstream", i), err}
+			return proxy.Options{}, keyError{fmt.Sprintf("reverse[%d].upstream", i), err}
 		}
 		opts.Reverse = append(opts.Reverse, proxy.Reverse{
 			Listen:   rc.Listen,
 			Upstream: u,
-			Source:   cs.sources[rc.Source],
+			Source:   sources[rc.Source],
 			Scope:    signer.Scope{Service: rc.Service, Region: rc.Region},
 			Payload:  signer.PayloadMode(rc.Payload),
 		})
 	}
-	cs.proxy, err = proxy.New(opts)
-	if err != nil {
-		cs.close()
-		return nil, err
-	}
-	return cs, nil
+	return opts, nil
 }
 
-// credentialsOf reads the keys of another source (role chaining). The
-// source is looked up when keys are needed, after provision has built
-// them all, so the order in which sources are built does not matter;
-// configs has checked that it exists and that no chain loops.
-func (cs *components) credentialsOf(name string) func(context.Context) (credentials.Credentials, error) {
-	return func(ctx context.Context) (credentials.Credentials, error) {
-		s, ok := cs.sources[name]
-		if !ok {
-			return credentials.Credentials{}, fmt.Errorf("source %s is not built", name)
+// credentialsFrom reads the keys of another source in sources (role
+// chaining). The source is looked up when keys are needed, after every
+// source is built; configs has checked that it exists and that no chain
+// loops. A reload carries a chained source over only with the source it
+// chains from, so the map a carried source looks in holds the same one.
+func credentialsFrom(sources map[string]*credentials.Refreshing) func(string) func(context.Context) (credentials.Credentials, error) {
+	return func(name string) func(context.Context) (credentials.Credentials, error) {
+		return func(ctx context.Context) (credentials.Credentials, error) {
+			s, ok := sources[name]
+			if !ok {
+				return credentials.Credentials{}, fmt.Errorf("source %s is not built", name)
+			}
+			return s.Credentials(ctx)
 		}
-		return s.Credentials(ctx)
 	}
 }
 
-func newProvider(ctx context.Context, sc configs.Source, roots *x509.CertPool,
-	credentialsOf func(string) func(context.Context) (credentials.Credentials, error)) (credentials.Provider, error) {
+func newProvider(ctx context.Context, name string, sc configs.Source, roots *x509.CertPool,
+	credentialsOf func(string) func(context.Context) (credentials.Credentials, error),
+	wasm *wasmhost.Host, log *slog.Logger) (credentials.Provider, error) {
 	switch sc.Method {
 	case configs.MethodStatic:
 		if sc.Static == nil {
@@ -248,6 +351,8 @@ func newProvider(ctx context.Context, sc configs.Source, roots *x509.CertPool,
 		return newSTSProvider(ctx, sc.STS, roots, credentialsOf)
 	case configs.MethodIoT:
 		return newIoTProvider(sc.IoT, roots, pkcs11Signer)
+	case configs.MethodWasm:
+		return newWasmProvider(ctx, wasm, name, sc.Wasm, log)
 	default:
 		return nil, fmt.Errorf("method %q is not available in this build", sc.Method)
 	}
@@ -284,8 +389,7 @@ func spoolDir(cfg *configs.Config) string { return filepath.Join(cfg.StateDir, "
 // openIntercept opens (creating on first run) the local CA that signs the
 // leaf certificates of intercepted hosts, and of the proxy listener when
 // proxy_tls.mode is local.
-func openIntercept(ctx context.Context, cfg *configs.Config, cs *components, opts *proxy.Options, log *slog.Logger) error {
-	routes := opts.Routes
+func openIntercept(ctx context.Context, cfg *configs.Config, cs *components, log *slog.Logger) error {
 	listenerNames := map[string]bool{}
 	if cfg.ProxyTLS.Mode == configs.ProxyTLSLocal {
 		for _, n := range localListenerNames(cfg) {
@@ -295,8 +399,10 @@ func openIntercept(ctx context.Context, cfg *configs.Config, cs *components, opt
 	ic, err := tlsintercept.Open(ctx, tlsintercept.Options{
 		StateDir:  cfg.StateDir,
 		CacheSize: cfg.Intercept.CacheSize,
+		// The routes in force: a host a reload adds is intercepted
+		// too. Asked only in handshakes, once the proxy serves.
 		Allow: func(host string) bool {
-			return proxy.SignsHost(routes, host) || listenerNames[strings.ToLower(host)]
+			return cs.proxy != nil && cs.proxy.SignsHost(host) || listenerNames[strings.ToLower(host)]
 		},
 		Logger: log,
 	})
@@ -304,9 +410,8 @@ func openIntercept(ctx context.Context, cfg *configs.Config, cs *components, opt
 		return keyError{"state_dir", err}
 	}
 	cs.intercept = ic
-	opts.Intercept = ic
 	if cfg.ProxyTLS.Mode == configs.ProxyTLSLocal {
-		opts.ListenerTLS = ic.ServerConfig()
+		cs.listenerTLS = ic.ServerConfig()
 	}
 	if cfg.ProxyTLS.Mode == configs.ProxyTLSACME && cfg.ProxyTLS.ACME != nil {
 		ac := cfg.ProxyTLS.ACME
@@ -324,7 +429,7 @@ func openIntercept(ctx context.Context, cfg *configs.Config, cs *components, opt
 		if err != nil {
 			return err
 		}
-		opts.ListenerTLS = cs.acme.TLSConfig()
+		cs.listenerTLS = cs.acme.TLSConfig()
 	}
 	return nil
 }

@@ -1,0 +1,7 @@
+package main
+
+import "os"
+
+// reloadSignals: Windows has no SIGHUP; serve reloads when its config
+// file changes.
+func reloadSignals() []os.Signal { return nil }
