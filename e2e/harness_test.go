@@ -262,18 +262,40 @@ func healthOK(c *http.Client, url string) error {
 // ------------------------------------------------------------------- signet
 
 type signetProc struct {
-	cmd       *exec.Cmd
-	Pid       int
-	ProxyAddr string   // forward proxy listener
-	Reverse   []string // reverse listeners, by index
-	StateDir  string
-	TempDir   string // signet's TMPDIR, private to this process
-	Logs      *syncBuffer
-	exited    chan struct{}
-	waitErr   error
+	cmd        *exec.Cmd
+	Pid        int
+	ProxyAddr  string   // forward proxy listener
+	Reverse    []string // reverse listeners, by index
+	AdminAddr  string   // admin listener; "" when admin.listen is off
+	StateDir   string
+	ConfigFile string // the config file signet serves (a reload reads it again)
+	TempDir    string // signet's TMPDIR, private to this process
+	Logs       *syncBuffer
+	exited     chan struct{}
+	waitErr    error
+
+	mu      sync.Mutex
+	secrets []string // scanned for in Logs when signet stops
+}
+
+// AddSecrets adds to what must never appear in signet's logs (checked
+// when it stops, for every test): the test's static secret keys are
+// there from the start; a test adds the session tokens, tokens and
+// signatures it comes to know.
+func (s *signetProc) AddSecrets(secrets ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, x := range secrets {
+		if x != "" {
+			s.secrets = append(s.secrets, x)
+		}
+	}
 }
 
 func (s *signetProc) ProxyURL() string { return "http://" + s.ProxyAddr }
+
+// AdminURL is the base URL of the admin listener.
+func (s *signetProc) AdminURL() string { return "http://" + s.AdminAddr }
 
 type logLine struct {
 	Msg      string `json:"msg"`
@@ -294,8 +316,20 @@ func startSignet(tb testing.TB, configYAML string, nReverse int) *signetProc {
 
 // startSignetEnv is startSignet with extra "K=V" variables in signet's
 // environment (SOFTHSM2_CONF for a PKCS#11 token, say).
+//
+// Every signet gets its admin listener on a free port
+// (SIGNET_ADMIN__LISTEN=127.0.0.1:0, which wins over the config file), so
+// that tests running in parallel do not collide on the default
+// 127.0.0.1:8081; extraEnv may set it otherwise (off: no admin listener).
 func startSignetEnv(tb testing.TB, configYAML string, nReverse int, extraEnv ...string) *signetProc {
 	tb.Helper()
+	adminListen := "127.0.0.1:0"
+	for _, kv := range extraEnv {
+		if v, ok := strings.CutPrefix(kv, "SIGNET_ADMIN__LISTEN="); ok {
+			adminListen = v
+		}
+	}
+	extraEnv = append([]string{"SIGNET_ADMIN__LISTEN=" + adminListen}, extraEnv...)
 	bin := needSignet(tb)
 	dir := tb.TempDir()
 	home := filepath.Join(dir, "home")
@@ -319,8 +353,9 @@ func startSignetEnv(tb testing.TB, configYAML string, nReverse int, extraEnv ...
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("start signet: %v", err)
 	}
-	s := &signetProc{cmd: cmd, Pid: cmd.Process.Pid, Logs: logs, TempDir: tmp,
-		StateDir: stateDirOf(configYAML), exited: make(chan struct{}), Reverse: make([]string, nReverse)}
+	s := &signetProc{cmd: cmd, Pid: cmd.Process.Pid, Logs: logs, TempDir: tmp, ConfigFile: cfg,
+		StateDir: stateDirOf(configYAML), exited: make(chan struct{}), Reverse: make([]string, nReverse),
+		secrets: []string{testSecretKey, testBaseSecret}}
 	go func() {
 		s.waitErr = cmd.Wait()
 		pw.Close()
@@ -346,6 +381,9 @@ func startSignetEnv(tb testing.TB, configYAML string, nReverse int, extraEnv ...
 	tb.Cleanup(func() { s.stop(tb) })
 
 	need := 1 + nReverse
+	if adminListen != "off" {
+		need++
+	}
 	timeout := time.After(10 * time.Second)
 	for need > 0 {
 		select {
@@ -364,15 +402,24 @@ func startSignetEnv(tb testing.TB, configYAML string, nReverse int, extraEnv ...
 					need--
 				}
 				s.Reverse[*ll.Index] = ll.Addr
+			case "admin":
+				if s.AdminAddr == "" {
+					need--
+				}
+				s.AdminAddr = ll.Addr
 			}
 		case <-s.exited:
 			tb.Fatalf("signet exited before listening: %v\nlogs:\n%s", s.waitErr, logs.String())
 		case <-timeout:
-			tb.Fatalf("signet did not report its listeners within 10s (proxy=%q reverse=%q)\nlogs:\n%s",
-				s.ProxyAddr, s.Reverse, logs.String())
+			tb.Fatalf("signet did not report its listeners within 10s (proxy=%q reverse=%q admin=%q)\nlogs:\n%s",
+				s.ProxyAddr, s.Reverse, s.AdminAddr, logs.String())
 		}
 	}
-	for _, a := range append([]string{s.ProxyAddr}, s.Reverse...) {
+	addrs := append([]string{s.ProxyAddr}, s.Reverse...)
+	if s.AdminAddr != "" {
+		addrs = append(addrs, s.AdminAddr)
+	}
+	for _, a := range addrs {
 		if host, _, err := net.SplitHostPort(a); err != nil || host != "127.0.0.1" {
 			tb.Fatalf("signet listener address %q is not on 127.0.0.1", a)
 		}
@@ -395,6 +442,10 @@ func (s *signetProc) stop(tb testing.TB) {
 			tb.Errorf("signet did not exit within 10s of SIGTERM")
 		}
 	}
+	s.mu.Lock()
+	secrets := append([]string(nil), s.secrets...)
+	s.mu.Unlock()
+	scanForSecrets(tb, secrets, []byte(s.Logs.String()))
 	if tb.Failed() {
 		tb.Logf("signet logs:\n%s", s.Logs.String())
 	}
