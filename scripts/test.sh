@@ -37,6 +37,13 @@ command -v python3 >/dev/null || missing_pkgs+=(python3)
 [ -e /etc/ssl/certs/ca-certificates.crt ] || missing_pkgs+=(ca-certificates)
 command -v gcc >/dev/null || missing_pkgs+=(gcc libc6-dev)
 { command -v softhsm2-util >/dev/null && command -v pkcs11-tool >/dev/null; } || missing_pkgs+=(softhsm2 opensc)
+# clang, lld, wasi-libc and clang's wasm32 runtime build the C example
+# WebAssembly provider in extensions/.
+{ command -v clang >/dev/null && command -v wasm-ld >/dev/null && [ -e /usr/include/wasm32-wasi/stdio.h ] &&
+	compgen -G '/usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a' >/dev/null; } ||
+	missing_pkgs+=(clang lld wasi-libc libclang-rt-14-dev-wasm32)
+# mosquitto is the real MQTT broker behind the MQTT-over-WebSocket test.
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing_pkgs+=(mosquitto)
 if ((${#missing_pkgs[@]})); then
 	log "installing Debian packages: ${missing_pkgs[*]}"
 	SUDO=
@@ -139,9 +146,19 @@ run_fuzz() {
 	return $rc
 }
 
+# The guest side of extensions/ (its wasip1 files) is only compiled for
+# wasip1, so it is vetted and checked for that target too.
+vet_all() { go vet ./... && GOOS=wasip1 GOARCH=wasm go vet ./extensions/...; }
+staticcheck_all() {
+	"$SIGNETTEST_STATICCHECK" ./... && GOOS=wasip1 GOARCH=wasm "$SIGNETTEST_STATICCHECK" ./extensions/...
+}
+
 phase gofmt check_gofmt
-phase vet go vet ./...
-phase staticcheck "$SIGNETTEST_STATICCHECK" ./...
+phase vet vet_all
+phase staticcheck staticcheck_all
+# Docker cannot run here: the Dockerfile is checked statically and its
+# build command (the README's) is run outside Docker.
+phase dockerfile scripts/check-dockerfile.sh --build
 # -parallel 4: the refresh end-to-end runs (3 minutes each, mostly waiting)
 # run side by side even on 2 cores.
 phase test go test -race -count=1 -parallel 4 ./...
