@@ -183,7 +183,7 @@ func TestErrorRules(t *testing.T) {
 		{"reverse remote", sources + "reverse:\n  - {listen: \"127.0.0.1:9000\", upstream: \"https://h\", source: s}\n  - {listen: \"0.0.0.0:9001\", upstream: \"https://h\", source: s}\n", "reverse[1].listen", "0.0.0.0:9001",
 			`is not a loopback address: a reverse listener cannot ask clients for proxy credentials, so anyone who can reach it gets requests signed with source "s"; accepted: a loopback address like 127.0.0.1:9000, or allow_remote: true on this listener to accept that risk`},
 		{"reverse all interfaces", sources + "reverse:\n  - {listen: \":9000\", upstream: \"https://h\", source: s, allow_remote: false}\n", "reverse[0].listen", ":9000", "is not a loopback address"},
-		{"reverse allow_remote not bool", sources + "reverse:\n  - {listen: \":9000\", upstream: \"https://h\", source: s, allow_remote: \"yes\"}\n", "reverse[0].allow_remote", "yes", "must be true or false, not a string"},
+		{"reverse allow_remote not bool", sources + "reverse:\n  - {listen: \":9000\", upstream: \"https://h\", source: s, allow_remote: \"yes\"}\n", "reverse[0].allow_remote", "yes", "is not a boolean"},
 		{"insecure_skip_verify not bool", sources + "routes:\n  - {hosts: [a.com], source: s, insecure_skip_verify: 1}\n", "routes[0].insecure_skip_verify", "1", "must be true or false, not a number"},
 		{"listen all interfaces without auth", "listen: 0.0.0.0:8080\n", "proxy_auth.file", "",
 			"config: proxy_auth.file: is required when listen is not a loopback address (0.0.0.0:8080): signet would sign requests for anyone who can reach it; accepted: a file of user:password lines, or bind listen to 127.0.0.1 (from default)"},

@@ -59,7 +59,7 @@ func TestWasmErrorRules(t *testing.T) {
 		{"allow host numeric", wasmSource(mod + ", allow_hosts: [\"1.2.3\"]"), "sources.a.wasm.allow_hosts[0]", "1.2.3", "is not a host"},
 		{"allow_http without hosts", wasmSource(mod + ", allow_http: true"), "sources.a.wasm.allow_http", "true", "is set but allow_hosts is empty"},
 		{"allow_private without hosts", wasmSource(mod + ", allow_private: true"), "sources.a.wasm.allow_private", "true", "is set but allow_hosts is empty"},
-		{"allow_http not bool", wasmSource(mod + ", allow_hosts: [a.b], allow_http: \"yes\""), "sources.a.wasm.allow_http", "yes", "must be true or false, not a string"},
+		{"allow_http not bool", wasmSource(mod + ", allow_hosts: [a.b], allow_http: \"yes\""), "sources.a.wasm.allow_http", "yes", "is not a boolean"},
 		{"dir_mount without dir", wasmSource(mod + ", dir_mount: /etc"), "sources.a.wasm.dir_mount", "/etc", "is set but dir is not"},
 		{"dir_mount relative", wasmSource(mod + ", dir: /d, dir_mount: config"), "sources.a.wasm.dir_mount", "config", "is not a clean absolute guest path"},
 		{"dir_mount unclean", wasmSource(mod + ", dir: /d, dir_mount: /a/../b"), "sources.a.wasm.dir_mount", "/a/../b", "is not a clean absolute guest path"},

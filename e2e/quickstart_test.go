@@ -47,8 +47,12 @@ func TestREADMEQuickStart(t *testing.T) {
 	// versitygw from the test peers comes first, so the block's
 	// `go install` is not needed; the admin listener takes a free port
 	// so parallel tests do not collide on its default.
+	// The block's `go install` goes to a bin of the test's own, first on
+	// PATH.
+	bin := filepath.Join(dir, "bin")
 	cmd.Env = append(withoutSignetVars(os.Environ()),
-		"PATH="+filepath.Dir(vgw)+":"+os.Getenv("PATH"),
+		"GOBIN="+bin,
+		"PATH="+bin+":"+filepath.Dir(vgw)+":"+os.Getenv("PATH"),
 		"SIGNET_ADMIN__LISTEN=127.0.0.1:0",
 	)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

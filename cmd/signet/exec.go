@@ -104,7 +104,7 @@ func runExec(ctx context.Context, c *cli, args []string) error {
 		return fmt.Errorf("state_dir: create spool directory: %w", err)
 	}
 	m := metrics.New(metrics.Options{Logger: log})
-	cs, err := provisionWith(ctx, &cfg, log, forServe, m)
+	cs, err := provisionWith(ctx, &cfg, log, forServe, observers{metrics: m})
 	if err != nil {
 		return err
 	}

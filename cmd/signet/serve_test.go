@@ -62,7 +62,7 @@ upstream:
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
-	cs, err := provisionWith(ctx, cfg, log, forServe, metrics.New(metrics.Options{WithoutRuntime: true}))
+	cs, err := provisionWith(ctx, cfg, log, forServe, observers{metrics: metrics.New(metrics.Options{WithoutRuntime: true})})
 	if err != nil {
 		t.Fatal(err)
 	}

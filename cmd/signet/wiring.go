@@ -127,6 +127,7 @@ type components struct {
 	// TLS and the interceptor live as long as the process.
 	log         *slog.Logger
 	metrics     *metrics.Metrics // nil: nothing recorded
+	accessLog   *slog.Logger     // nil: access lines go to log
 	signer      *signer.Signer
 	listenerTLS *tls.Config
 }
@@ -162,13 +163,21 @@ const (
 // provision opens what the config names (files, profiles) so that a broken
 // reference fails at start, not on the first request. It binds nothing.
 func provision(ctx context.Context, cfg *configs.Config, log *slog.Logger, mode provisionMode) (*components, error) {
-	return provisionWith(ctx, cfg, log, mode, nil)
+	return provisionWith(ctx, cfg, log, mode, observers{})
 }
 
-// provisionWith is provision with every source's fetches counted in m
-// (nil: none).
-func provisionWith(ctx context.Context, cfg *configs.Config, log *slog.Logger, mode provisionMode, m *metrics.Metrics) (*components, error) {
-	cs := &components{sources: make(map[string]*credentials.Refreshing), log: log, metrics: m}
+// observers are what a serving signet records into: metrics (nil: none)
+// and the access log (nil: the main log).
+type observers struct {
+	metrics   *metrics.Metrics
+	accessLog *slog.Logger
+}
+
+// provisionWith is provision with every source's fetches and every
+// request recorded in obs.
+func provisionWith(ctx context.Context, cfg *configs.Config, log *slog.Logger, mode provisionMode, obs observers) (*components, error) {
+	m := obs.metrics
+	cs := &components{sources: make(map[string]*credentials.Refreshing), log: log, metrics: m, accessLog: obs.accessLog}
 	roots, err := upstreamRoots(cfg.Upstream.CAFile)
 	if err != nil {
 		return nil, err
@@ -267,6 +276,9 @@ func (cs *components) proxyOptions(cfg *configs.Config, sources map[string]*cred
 	}
 	if cfg.Log.Access {
 		opts.AccessLog = log
+		if cs.accessLog != nil {
+			opts.AccessLog = cs.accessLog
+		}
 	}
 	if cs.intercept != nil {
 		// Only when open: a nil *Interceptor in the interface would not
@@ -397,8 +409,9 @@ func openIntercept(ctx context.Context, cfg *configs.Config, cs *components, log
 		}
 	}
 	ic, err := tlsintercept.Open(ctx, tlsintercept.Options{
-		StateDir:  cfg.StateDir,
-		CacheSize: cfg.Intercept.CacheSize,
+		StateDir:    cfg.StateDir,
+		CacheSize:   cfg.Intercept.CacheSize,
+		CachePolicy: cfg.Cache.Policy,
 		// The routes in force: a host a reload adds is intercepted
 		// too. Asked only in handshakes, once the proxy serves.
 		Allow: func(host string) bool {
