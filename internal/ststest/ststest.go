@@ -447,21 +447,8 @@ func (s *Server) assumeRole(w http.ResponseWriter, r *http.Request, reqID, akid 
 			writeError(w, reqID, e)
 		}
 	}
-	switch fail {
-	case FailInternal:
-		finish(&apiError{status: 500, typ: "Receiver", code: "InternalFailure", message: "The request processing has failed because of an unknown error, exception or failure."})
+	if s.answerFailure(r, fail, c, finish) {
 		return
-	case FailThrottle:
-		finish(sender(400, "Throttling", "Rate exceeded"))
-		return
-	case FailHang:
-		c.Error = "(hang)"
-		s.record(c)
-		<-r.Context().Done()
-		// Abort rather than return: a handler that returns has answered
-		// 200 with an empty body, which a client still listening would
-		// take for an answer.
-		panic(http.ErrAbortHandler)
 	}
 
 	if e := s.checkAssumeRole(c, dur, caller, role, roleKnown); e != nil {
@@ -617,4 +604,27 @@ func randomUUID() string {
 	_, _ = rand.Read(b)
 	h := hex.EncodeToString(b)
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// answerFailure answers a call with the failure queued for it, when that
+// failure is one answered before the call is looked at, and reports
+// whether it did. finish records c and writes the error.
+func (s *Server) answerFailure(r *http.Request, fail Failure, c Call, finish func(*apiError)) bool {
+	switch fail {
+	case FailInternal:
+		finish(&apiError{status: 500, typ: "Receiver", code: "InternalFailure", message: "The request processing has failed because of an unknown error, exception or failure."})
+	case FailThrottle:
+		finish(sender(400, "Throttling", "Rate exceeded"))
+	case FailHang:
+		c.Error = "(hang)"
+		s.record(c)
+		<-r.Context().Done()
+		// Abort rather than return: a handler that returns has answered
+		// 200 with an empty body, which a client still listening would
+		// take for an answer.
+		panic(http.ErrAbortHandler)
+	default:
+		return false
+	}
+	return true
 }

@@ -277,18 +277,8 @@ func (s *Server) assumeRoleWithWebIdentity(w http.ResponseWriter, r *http.Reques
 			writeError(w, reqID, e)
 		}
 	}
-	switch fail {
-	case FailInternal:
-		finish(&apiError{status: 500, typ: "Receiver", code: "InternalFailure", message: "The request processing has failed because of an unknown error, exception or failure."})
+	if s.answerFailure(r, fail, c, finish) {
 		return
-	case FailThrottle:
-		finish(sender(400, "Throttling", "Rate exceeded"))
-		return
-	case FailHang:
-		c.Error = "(hang)"
-		s.record(c)
-		<-r.Context().Done()
-		panic(http.ErrAbortHandler) // see assumeRole
 	}
 
 	if e := checkWebIdentityInput(c, token, dur); e != nil {
