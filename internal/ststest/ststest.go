@@ -438,15 +438,7 @@ func (s *Server) assumeRole(w http.ResponseWriter, r *http.Request, reqID, akid 
 	lifetime := s.lifetime
 	s.mu.Unlock()
 
-	finish := func(e *apiError) {
-		if e != nil {
-			c.Error = e.code
-		}
-		s.record(c)
-		if e != nil {
-			writeError(w, reqID, e)
-		}
-	}
+	finish := s.finisher(w, reqID, &c)
 	if s.answerFailure(r, fail, c, finish) {
 		return
 	}
@@ -627,4 +619,18 @@ func (s *Server) answerFailure(r *http.Request, fail Failure, c Call, finish fun
 		return false
 	}
 	return true
+}
+
+// finisher ends a call: it records *c as it stands then, with e's code
+// when e is an error, and writes e to the client.
+func (s *Server) finisher(w http.ResponseWriter, reqID string, c *Call) func(e *apiError) {
+	return func(e *apiError) {
+		if e != nil {
+			c.Error = e.code
+		}
+		s.record(*c)
+		if e != nil {
+			writeError(w, reqID, e)
+		}
+	}
 }

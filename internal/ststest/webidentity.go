@@ -268,15 +268,7 @@ func (s *Server) assumeRoleWithWebIdentity(w http.ResponseWriter, r *http.Reques
 	providers := maps.Clone(s.oidc)
 	s.mu.Unlock()
 
-	finish := func(e *apiError) {
-		if e != nil {
-			c.Error = e.code
-		}
-		s.record(c)
-		if e != nil {
-			writeError(w, reqID, e)
-		}
-	}
+	finish := s.finisher(w, reqID, &c)
 	if s.answerFailure(r, fail, c, finish) {
 		return
 	}
