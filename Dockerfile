@@ -15,7 +15,7 @@
 
 # Debian 12 on both sides: the binary is built with cgo (PKCS#11 modules
 # are C libraries signet loads with dlopen) against the glibc it runs on.
-FROM golang:1.26.8-bookworm AS build
+FROM golang:1.27.3-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

@@ -6,6 +6,7 @@
 #   SIGNETTEST_LOAD_DURATION  how long each throughput scenario runs (default 10s)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export GOTOOLCHAIN=go1.27.3 # as scripts/test.sh
 if ! command -v wrk >/dev/null; then
 	SUDO=
 	[ "$(id -u)" = 0 ] || SUDO=sudo

@@ -12,13 +12,25 @@
 #   SIGNETTEST_FUZZTIME    per-target fuzz time (default 5s)
 #   SIGNETTEST_SOFTHSM2_MODULE  the SoftHSM2 PKCS#11 module for credentials/pkcs11
 #                          (default /usr/lib/softhsm/libsofthsm2.so)
+#   SIGNETTEST_VULNDB      a govulncheck database directory to use instead of
+#                          the one built from golang.org/x/vulndb
 #   CI=true                missing peers fail the e2e and pkcs11 tests instead of skipping
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# Go 1.26.8, the machine's own Go, has standard-library vulnerabilities
+# fixed only in later releases; signet is built and tested with the newer
+# toolchain, which the go command takes from the module proxy like a module.
+export GOTOOLCHAIN=go1.27.3
+
 VERSITYGW_VERSION=v1.8.0
 PEBBLE_VERSION=v2.10.3 # e2e/acme_test.go names the same version
-STATICCHECK_VERSION=v0.8.2 # staticcheck 2026.2.2, builds with Go 1.26
+STATICCHECK_VERSION=v0.8.2 # staticcheck 2026.2.2
+GOVULNCHECK_VERSION=v1.9.0
+# The vulnerability database, as a module: govulncheck reads it offline
+# once indexdb has turned its OSV files into a database directory, so the
+# check needs nothing but the module proxy.
+VULNDB_VERSION=v0.0.0-20261105234957-e22db6528018
 FUZZTIME=${SIGNETTEST_FUZZTIME:-5s}
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/signet-test-peers/bin"
 
@@ -26,6 +38,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
 
 command -v go >/dev/null || die "go is not installed (Go 1.26 or newer is needed)"
+GOVERSION=$(go env GOVERSION) || die "go cannot switch to GOTOOLCHAIN=$GOTOOLCHAIN (it comes from the module proxy)"
 
 # ---------------------------------------------------------------- packages
 # curl and python3 are e2e clients; ca-certificates for the module proxy;
@@ -59,15 +72,16 @@ fi
 # ------------------------------------------------------------- Go tools
 mkdir -p "$CACHE"
 # go_tool NAME PKG VERSION: install PKG@VERSION into $CACHE unless the marker
-# file says that version is already there.
+# file says that version, built with this Go, is already there (a tool that
+# loads packages must be as new as the Go it reads).
 go_tool() {
-	local name=$1 pkg=$2 version=$3 marker="$CACHE/$1.version"
+	local name=$1 pkg=$2 version="$3 $GOVERSION" marker="$CACHE/$1.version"
 	if [ -x "$CACHE/$name" ] && [ "$(cat "$marker" 2>/dev/null)" = "$version" ]; then
 		return 0
 	fi
 	log "installing $name $version into $CACHE"
 	rm -f "$marker"
-	(cd / && GOFLAGS= GOBIN="$CACHE" go install "$pkg@$version")
+	(cd / && GOFLAGS= GOBIN="$CACHE" go install "$pkg@$3")
 	echo "$version" >"$marker"
 }
 if [ -z "${SIGNETTEST_VERSITYGW:-}" ]; then
@@ -96,6 +110,21 @@ export SIGNETTEST_PEBBLE_TESTDIR
 if [ -z "${SIGNETTEST_STATICCHECK:-}" ]; then
 	go_tool staticcheck honnef.co/go/tools/cmd/staticcheck "$STATICCHECK_VERSION"
 	SIGNETTEST_STATICCHECK="$CACHE/staticcheck"
+fi
+go_tool govulncheck golang.org/x/vuln/cmd/govulncheck "$GOVULNCHECK_VERSION"
+if [ -z "${SIGNETTEST_VULNDB:-}" ]; then
+	SIGNETTEST_VULNDB="$CACHE/../vulndb-$VULNDB_VERSION"
+	if [ ! -f "$SIGNETTEST_VULNDB/index/db.json" ]; then
+		go_tool indexdb golang.org/x/vulndb/cmd/indexdb "$VULNDB_VERSION"
+		vulndb_dir=$(cd / && GOFLAGS= go mod download -json "golang.org/x/vulndb@$VULNDB_VERSION" |
+			sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+		[ -d "$vulndb_dir/data/osv" ] || die "go mod download golang.org/x/vulndb@$VULNDB_VERSION has no data/osv"
+		log "building the vulnerability database from golang.org/x/vulndb@$VULNDB_VERSION"
+		rm -rf "$SIGNETTEST_VULNDB.tmp"
+		"$CACHE/indexdb" -vulns "$vulndb_dir/data/osv" -out "$SIGNETTEST_VULNDB.tmp" >/dev/null
+		rm -rf "$SIGNETTEST_VULNDB"
+		mv "$SIGNETTEST_VULNDB.tmp" "$SIGNETTEST_VULNDB"
+	fi
 fi
 
 # ------------------------------------------------------------------ phases
@@ -172,6 +201,8 @@ staticcheck_all() {
 phase gofmt check_gofmt
 phase vet vet_all
 phase staticcheck staticcheck_all
+# Offline: the database is the vulndb module as of VULNDB_VERSION.
+phase govulncheck "$CACHE/govulncheck" -db "file://$(cd "$SIGNETTEST_VULNDB" && pwd)" ./...
 # Docker cannot run here: the Dockerfile is checked statically and its
 # build command (the README's) is run outside Docker.
 phase dockerfile scripts/check-dockerfile.sh --build
