@@ -280,8 +280,9 @@ func (s *Refreshing) wait(ctx context.Context, now time.Time) (Credentials, erro
 		return Credentials{}, fmt.Errorf("source %s: %w: %w", s.name, unavailable, f.err)
 	}
 	if !f.entry.creds.Valid(s.opts.Clock.Now()) {
-		return Credentials{}, fmt.Errorf("source %s: %w: provider returned keys that are already expired (%s)",
-			s.name, ErrUnavailable, f.entry.creds.Expires.UTC().Format(time.RFC3339))
+		// Valid when fetched, expired while this caller was waiting.
+		return Credentials{}, fmt.Errorf("source %s: %w: the refreshed keys expired before they could be used (%s)",
+			s.name, unavailable, f.entry.creds.Expires.UTC().Format(time.RFC3339))
 	}
 	return f.entry.creds, nil
 }
@@ -308,6 +309,12 @@ func (s *Refreshing) fetch(f *flight) {
 	creds, err := s.provider.Retrieve(ctx)
 	if err == nil && (creds.AccessKeyID == "" || creds.SecretAccessKey == "") {
 		err = errors.New("provider returned an empty access key id or secret")
+	}
+	if err == nil && !creds.Valid(s.opts.Clock.Now()) {
+		// A failure like any other, so that the backoff applies: stored,
+		// such keys would send every request straight back to the
+		// provider.
+		err = fmt.Errorf("provider returned keys that are already expired (%s)", creds.Expires.UTC().Format(time.RFC3339))
 	}
 	if err != nil {
 		s.finish(f, nil, err)
@@ -338,10 +345,11 @@ func (s *Refreshing) finish(f *flight, e *entry, err error) {
 	s.inflight = nil
 	f.entry, f.err = e, err
 	close(f.done)
+	failures := s.failures // read under the lock: the next fetch may be finishing already
 	s.mu.Unlock()
 
 	if err != nil {
-		s.opts.Logger.Warn("credential refresh failed", "source", s.name, "error", err, "failures", s.failures)
+		s.opts.Logger.Warn("credential refresh failed", "source", s.name, "error", err, "failures", failures)
 		return
 	}
 	s.opts.Logger.Info("credentials refreshed", "source", s.name, "credentials", e.creds)

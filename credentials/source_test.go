@@ -239,8 +239,18 @@ func TestSourceNeverReturnsExpiredKeys(t *testing.T) {
 	p := &countingProvider{clock: clk, lifetime: -time.Minute} // provider hands out stale keys
 	s := newTestSource(p, clk)
 	defer s.Close()
-	if _, err := s.Credentials(context.Background()); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("err = %v, want ErrUnavailable for already-expired keys", err)
+	for range 5 {
+		if _, err := s.Credentials(context.Background()); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("err = %v, want ErrUnavailable for already-expired keys", err)
+		}
+	}
+	// Expired keys are a failed refresh: the backoff holds the requests
+	// that follow instead of sending each one to the provider.
+	if n := p.calls.Load(); n != 1 {
+		t.Fatalf("provider called %d times for 5 requests, want 1", n)
+	}
+	if st := s.State(); st.LastError == "" || st.RefreshCount != 0 {
+		t.Fatalf("State = %+v, want a failed refresh", st)
 	}
 }
 
