@@ -86,6 +86,8 @@ type Config struct {
 
 	Admin Admin `koanf:"admin"`
 	Cache Cache `koanf:"cache"`
+	// Limits bound what clients can make signet hold (limits.go).
+	Limits Limits `koanf:"limits"`
 }
 
 // Log configures log/slog.
@@ -175,6 +177,9 @@ type Route struct {
 	// InsecureSkipVerify turns off verification of the upstream's TLS
 	// certificate for this route only. The proxy logs a warning at start.
 	InsecureSkipVerify bool `koanf:"insecure_skip_verify" yaml:"insecure_skip_verify,omitempty" json:"insecure_skip_verify,omitempty" toml:"insecure_skip_verify,omitempty"`
+	// MaxBodyBytes bounds the body of one request this route signs;
+	// Load fills in limits.max_body_bytes when it is not set (or 0).
+	MaxBodyBytes ByteSize `koanf:"max_body_bytes" yaml:"max_body_bytes,omitempty" json:"max_body_bytes,omitempty" toml:"max_body_bytes,omitempty"`
 }
 
 // Upstream configures how signet dials upstreams.
@@ -200,6 +205,9 @@ type Reverse struct {
 	// client cannot send proxy credentials, so anyone who can reach such a
 	// listener has requests signed with this listener's source.
 	AllowRemote bool `koanf:"allow_remote" yaml:"allow_remote,omitempty" json:"allow_remote,omitempty" toml:"allow_remote,omitempty"`
+	// MaxBodyBytes bounds the body of one request to this listener; Load
+	// fills in limits.max_body_bytes when it is not set (or 0).
+	MaxBodyBytes ByteSize `koanf:"max_body_bytes" yaml:"max_body_bytes,omitempty" json:"max_body_bytes,omitempty" toml:"max_body_bytes,omitempty"`
 }
 
 // Intercept configures TLS interception of CONNECT requests to hosts that a

@@ -65,6 +65,7 @@ func TestLoadDefault(t *testing.T) {
 			Source:         "default",
 			Payload:        configs.PayloadAuto,
 			UpstreamScheme: configs.SchemeHTTPS,
+			MaxBodyBytes:   configs.DefaultMaxBodyBytes,
 		}},
 		Unmatched: configs.UnmatchedForward,
 		Upstream:  configs.Upstream{ConnectTo: map[string]string{}},
@@ -72,6 +73,7 @@ func TestLoadDefault(t *testing.T) {
 		ProxyTLS:  configs.ProxyTLS{Mode: configs.ProxyTLSOff},
 		Admin:     configs.Admin{Listen: "127.0.0.1:8081"},
 		Cache:     configs.Cache{Policy: configs.CacheLRU, MaxSize: 1000},
+		Limits:    defaultLimits,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got  %+v\nwant %+v", cfg, want)

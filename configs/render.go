@@ -126,6 +126,7 @@ type rendered struct {
 	ProxyAuth       ProxyAuth         `yaml:"proxy_auth" json:"proxy_auth" toml:"proxy_auth"`
 	Admin           Admin             `yaml:"admin" json:"admin" toml:"admin"`
 	Cache           Cache             `yaml:"cache" json:"cache" toml:"cache"`
+	Limits          Limits            `yaml:"limits" json:"limits" toml:"limits"`
 }
 
 // Render writes c in format ("yaml" when empty, "json" or "toml") with the
@@ -147,6 +148,7 @@ func (c *Config) Render(format string) ([]byte, error) {
 		ProxyAuth:       c.ProxyAuth,
 		Admin:           c.Admin,
 		Cache:           c.Cache,
+		Limits:          c.Limits,
 	}
 	// An empty list is written out, not omitted: omitted, the default
 	// routes would come back on reload.

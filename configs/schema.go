@@ -96,8 +96,17 @@ func fieldSpecs() map[fieldKey]fieldSpec {
 		k(Config{}, "proxy_tls"):        {desc: "TLS on the proxy listener itself, for clients with an https:// proxy URL."},
 		k(Config{}, "proxy_auth"):       {desc: "Proxy-Authorization: Basic for forward-proxy clients."},
 
-		k(Config{}, "admin"): {desc: "The admin listener: /healthz, /readyz, /metrics, the state of the sources, and credential endpoints for SDK apps beside signet."},
-		k(Config{}, "cache"): {desc: "Bounded caches of per-upstream state (transports, signing scopes)."},
+		k(Config{}, "admin"):  {desc: "The admin listener: /healthz, /readyz, /metrics, the state of the sources, and credential endpoints for SDK apps beside signet."},
+		k(Config{}, "cache"):  {desc: "Bounded caches of per-upstream state (transports, signing scopes)."},
+		k(Config{}, "limits"): {desc: "What clients can make signet hold; over a limit the client gets a 4xx or 5xx answer and signet serves on."},
+
+		k(Limits{}, "max_header_bytes"):                 {desc: "Request line and headers of one request, 4KiB to 16MiB (default 64KiB); over: 431."},
+		k(Limits{}, "max_body_bytes"):                   {desc: "Body of one request a route or reverse listener signs, unless it sets its own (default 5GiB); over: 413 request-body-too-large. Unsigned requests are not limited."},
+		k(Limits{}, "max_spool_bytes"):                  {desc: "Request bodies spooled to disk for hashing, all requests together (default 4GiB); over: 507 spool-full."},
+		k(Limits{}, "max_connections"):                  {desc: "Open client connections of the proxy and reverse listeners together, tunnels included (default 10000); over: 503 too-many-connections.", min: ptr(minMaxConnections), max: ptr(maxMaxConnections)},
+		k(Limits{}, "read_header_timeout"):              {desc: "How long a client may take to send a request's headers, at most 10m (default 10s)."},
+		k(Limits{}, "idle_timeout"):                     {desc: "How long an idle keep-alive client connection stays open, at most 24h (default 2m)."},
+		k(Limits{}, "upstream_response_header_timeout"): {desc: "How long signet waits for an upstream's response headers, at most 24h (default 16m: a synchronous Lambda invoke may run 15m); over: 504."},
 
 		k(Admin{}, "listen"):      {desc: "Admin address, host:port (port 0 picks a free one), or off. Anything but loopback needs auth.file."},
 		k(Admin{}, "auth"):        {desc: "Basic authentication on the admin listener, for all but /healthz and the credential endpoints (which take the token)."},
@@ -140,17 +149,19 @@ func fieldSpecs() map[fieldKey]fieldSpec {
 		k(Route{}, "payload"):              {desc: payloadDesc, enum: payload},
 		k(Route{}, "upstream_scheme"):      {desc: "Scheme to the upstream, whatever the client used.", enum: []string{SchemeHTTPS, SchemeHTTP}},
 		k(Route{}, "insecure_skip_verify"): {desc: "Do not verify the upstream's certificate on this route (test endpoints only; logged at start)."},
+		k(Route{}, "max_body_bytes"):       {desc: "Body of one request this route signs; default limits.max_body_bytes."},
 
 		k(Upstream{}, "connect_to"): {desc: "Dial another address, keeping Host and SNI, like curl --connect-to: \"host[:port]\" or a glob to \"host:port\"."},
 		k(Upstream{}, "ca_file"):    {desc: "PEM bundle of extra roots for upstream TLS, added to the system's."},
 
-		k(Reverse{}, "listen"):       {desc: "Listener address, host:port; loopback unless allow_remote."},
-		k(Reverse{}, "upstream"):     {desc: "Base URL every request goes to, like https://s3.eu-west-1.amazonaws.com."},
-		k(Reverse{}, "source"):       {desc: "Name of the source whose keys sign.", pattern: sourceNameRE.String()},
-		k(Reverse{}, "service"):      {desc: "Signing name, overriding the endpoint table.", pattern: service},
-		k(Reverse{}, "region"):       {desc: "Signing region, overriding the endpoint table.", pattern: region},
-		k(Reverse{}, "payload"):      {desc: payloadDesc, enum: payload},
-		k(Reverse{}, "allow_remote"): {desc: "Accept a listen address that is not loopback: anyone who reaches it gets requests signed."},
+		k(Reverse{}, "listen"):         {desc: "Listener address, host:port; loopback unless allow_remote."},
+		k(Reverse{}, "upstream"):       {desc: "Base URL every request goes to, like https://s3.eu-west-1.amazonaws.com."},
+		k(Reverse{}, "source"):         {desc: "Name of the source whose keys sign.", pattern: sourceNameRE.String()},
+		k(Reverse{}, "service"):        {desc: "Signing name, overriding the endpoint table.", pattern: service},
+		k(Reverse{}, "region"):         {desc: "Signing region, overriding the endpoint table.", pattern: region},
+		k(Reverse{}, "payload"):        {desc: payloadDesc, enum: payload},
+		k(Reverse{}, "allow_remote"):   {desc: "Accept a listen address that is not loopback: anyone who reaches it gets requests signed."},
+		k(Reverse{}, "max_body_bytes"): {desc: "Body of one request to this listener; default limits.max_body_bytes."},
 
 		k(Intercept{}, "cache_size"): {desc: "Leaf certificates kept in memory.", min: ptr(minCacheSize), max: ptr(maxCacheSize)},
 

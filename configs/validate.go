@@ -55,6 +55,7 @@ func (c *Config) normalize() {
 			c.Reverse[i].Payload = PayloadAuto
 		}
 	}
+	c.normalizeBodyLimits()
 	if len(c.Routes) == 0 {
 		c.Routes = nil
 	}
@@ -218,6 +219,9 @@ func (c *Config) validate() Errors {
 		}
 		add(oneOf(p.field("payload"), r.Payload, PayloadAuto, PayloadUnsigned, PayloadSigned))
 		add(oneOf(p.field("upstream_scheme"), r.UpstreamScheme, SchemeHTTPS, SchemeHTTP))
+		if r.MaxBodyBytes != c.Limits.MaxBodyBytes { // else reported once, for limits
+			add(checkBodyLimit(p.field("max_body_bytes"), r.MaxBodyBytes))
+		}
 	}
 
 	for _, k := range slices.Sorted(stdmaps.Keys(c.Upstream.ConnectTo)) {
@@ -249,6 +253,9 @@ func (c *Config) validate() Errors {
 		add(optionalMatch(p.field("service"), r.Service, serviceRE, serviceAccepted))
 		add(optionalMatch(p.field("region"), r.Region, regionRE, regionAccepted))
 		add(oneOf(p.field("payload"), r.Payload, PayloadAuto, PayloadUnsigned, PayloadSigned))
+		if r.MaxBodyBytes != c.Limits.MaxBodyBytes {
+			add(checkBodyLimit(p.field("max_body_bytes"), r.MaxBodyBytes))
+		}
 		if h, _, err := net.SplitHostPort(r.Listen); err == nil && !r.AllowRemote && !IsLoopbackHost(h) {
 			add(newError(p.field("listen"), r.Listen,
 				"is not a loopback address: a reverse listener cannot ask clients for proxy credentials, so anyone who can reach it gets requests signed with source "+strconv.Quote(r.Source),
@@ -261,6 +268,7 @@ func (c *Config) validate() Errors {
 	}
 	errs = append(errs, c.ProxyTLS.validate(root.field("proxy_tls"))...)
 	errs = append(errs, c.validateOps(root)...)
+	errs = append(errs, c.Limits.validate(root.field("limits"))...)
 
 	// An open forward proxy would sign requests for anyone, so a listener
 	// that others can reach must ask for credentials.

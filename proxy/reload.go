@@ -66,6 +66,7 @@ func newConfig(opts Options, prev *config) (*config, error) {
 			source:  rv.Source,
 			scope:   rv.Scope,
 			payload: rv.Payload,
+			maxBody: rv.MaxBodyBytes,
 			route:   name,
 			obs:     opts.Metrics.Route(name),
 		})
@@ -84,13 +85,14 @@ func newConfig(opts Options, prev *config) (*config, error) {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	c.h1 = newH1Client(c.transport.DialContext)
+	c.h1.headerTimeout = opts.Upstream.ResponseHeaderTimeout
 	return c, nil
 }
 
-// sameUpstream reports whether two upstream configurations dial and
-// verify alike.
+// sameUpstream reports whether two upstream configurations dial, verify
+// and wait alike.
 func sameUpstream(a, b UpstreamOptions) bool {
-	if !maps.Equal(a.ConnectTo, b.ConnectTo) {
+	if !maps.Equal(a.ConnectTo, b.ConnectTo) || a.ResponseHeaderTimeout != b.ResponseHeaderTimeout {
 		return false
 	}
 	if a.RootCAs == nil || b.RootCAs == nil {
@@ -115,12 +117,12 @@ var ErrRestartNeeded = errors.New("restart needed")
 
 // Reload applies the reloadable parts of opts while the Server runs: the
 // routes, what unmatched requests get, the reverse listeners' upstreams,
-// sources, scopes and payload modes, the upstream dialling (connect_to,
+// sources, scopes, payload modes and body limits, the upstream dialling (connect_to,
 // roots), proxy authentication and the access log. The listen addresses
-// must be those the Server was built with (else an error wrapping
-// ErrRestartNeeded); Signer, Logger, Intercept, ListenerTLS, Metrics and
-// the cache settings are the Server's and are ignored. On an error
-// nothing changes.
+// and the listeners' Limits must be those the Server was built with
+// (else an error wrapping ErrRestartNeeded); Signer, Logger, Intercept,
+// ListenerTLS, Metrics and the cache settings are the Server's and are
+// ignored. On an error nothing changes.
 //
 // Requests already running, and open tunnels, finish with the routes
 // and sources they started with; each request inside an intercepted
@@ -136,6 +138,9 @@ func (s *Server) Reload(opts Options) error {
 		if rv.Listen != s.reverse[i].listen {
 			return fmt.Errorf("proxy: reload: reverse[%d] listen %s, was %s: %w", i, rv.Listen, s.reverse[i].listen, ErrRestartNeeded)
 		}
+	}
+	if l := opts.Limits.withDefaults(); l != s.limits {
+		return fmt.Errorf("proxy: reload: listener limits %+v, were %+v: %w", l, s.limits, ErrRestartNeeded)
 	}
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()

@@ -32,6 +32,8 @@ type Route struct {
 	// InsecureSkipVerify turns off upstream certificate checks for this
 	// route only (a test endpoint with a self-signed certificate).
 	InsecureSkipVerify bool
+	// MaxBodyBytes bounds the body of one request; 0 means no limit.
+	MaxBodyBytes int64
 }
 
 // router finds the first route whose hosts and path prefix match.

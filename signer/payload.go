@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 const (
@@ -130,9 +131,16 @@ func (s *Signer) spoolBody(ctx context.Context, r *http.Request) (string, func()
 	// here: the transport will only ever see the spool.
 	defer body.Close()
 
-	sp := &spool{limit: s.spoolMem, dir: s.spoolDir}
+	sp := &spool{limit: s.spoolMem, dir: s.spoolDir, budget: s.budget}
 	if r.ContentLength > 0 && r.ContentLength <= s.spoolMem {
 		sp.mem = make([]byte, 0, r.ContentLength)
+	}
+	if r.ContentLength > s.spoolMem {
+		// Bound to reach the disk: refused before a byte is read, so a
+		// client that waits for 100 Continue never sends it.
+		if err := sp.reserve(r.ContentLength); err != nil {
+			return "", noRelease, fmt.Errorf("sign request for %q: %w", hostOf(r), err)
+		}
 	}
 	h := sha256.New()
 	if err := s.copyBody(ctx, sp, h, body); err != nil {
@@ -191,6 +199,23 @@ type spool struct {
 	name string
 	size int64
 	once sync.Once
+	// budget is shared by every spool of a Signer; reserved is this
+	// spool's part of it, given back by release.
+	budget   *spoolBudget
+	reserved int64
+}
+
+// reserve makes sure the spool's file may hold n bytes in all.
+func (sp *spool) reserve(n int64) error {
+	if n <= sp.reserved {
+		return nil
+	}
+	if !sp.budget.take(n - sp.reserved) {
+		return fmt.Errorf("%w: %d bytes of bodies on disk allowed, %d in use, this one needs %d",
+			ErrSpoolFull, sp.budget.max, sp.budget.used.Load(), n-sp.reserved)
+	}
+	sp.reserved = n
+	return nil
 }
 
 func (sp *spool) write(p []byte) error {
@@ -198,6 +223,10 @@ func (sp *spool) write(p []byte) error {
 		sp.mem = appendCapped(sp.mem, p, sp.limit)
 		sp.size += int64(len(p))
 		return nil
+	}
+	// Everything goes to the file from here, what was in memory too.
+	if err := sp.reserve(sp.size + int64(len(p))); err != nil {
+		return err
 	}
 	if sp.file == nil {
 		if err := sp.spill(); err != nil {
@@ -239,7 +268,8 @@ func (sp *spool) reader() (io.ReadCloser, error) {
 	return io.NopCloser(bytes.NewReader(sp.mem)), nil
 }
 
-// release closes and removes the temp file; it is safe to call many times.
+// release closes and removes the temp file and gives back its part of the
+// budget; it is safe to call many times.
 func (sp *spool) release() {
 	sp.once.Do(func() {
 		if sp.file != nil {
@@ -248,8 +278,45 @@ func (sp *spool) release() {
 		if sp.name != "" {
 			_ = os.Remove(sp.name)
 		}
+		sp.budget.give(sp.reserved)
 	})
 }
+
+// spoolBudget counts the bytes reserved for spool files against max
+// (0: no limit). Reservations come and go with requests, so it is a
+// counter rather than a semaphore that waits: a client over the limit is
+// told at once, and may retry.
+type spoolBudget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// take reserves n bytes, or reports that they would exceed max.
+func (b *spoolBudget) take(n int64) bool {
+	if b.max <= 0 {
+		b.used.Add(n)
+		return true
+	}
+	for {
+		u := b.used.Load()
+		if n > b.max-u {
+			return false
+		}
+		if b.used.CompareAndSwap(u, u+n) {
+			return true
+		}
+	}
+}
+
+func (b *spoolBudget) give(n int64) {
+	if n != 0 {
+		b.used.Add(-n)
+	}
+}
+
+// SpoolBytes is how many bytes are reserved for spool files now, by the
+// requests being signed or sent.
+func (s *Signer) SpoolBytes() int64 { return s.budget.used.Load() }
 
 // appendCapped appends p to b, growing the backing array at most to limit so
 // that the in-memory spool never holds more than limit bytes of capacity.

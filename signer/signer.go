@@ -35,6 +35,10 @@ var (
 	ErrBodyRead = errors.New("signer: reading the client body failed")
 	// ErrSpool: the spool (temp file, disk) failed.
 	ErrSpool = errors.New("signer: spooling the body failed")
+	// ErrSpoolFull: spooling the body would take the bodies on disk past
+	// Options.MaxSpoolBytes. It is not an ErrSpool: the disk is fine, and
+	// the request can be retried once others finish.
+	ErrSpoolFull = errors.New("signer: the body spool is full")
 	// ErrNoCredentials: empty access key id or secret.
 	ErrNoCredentials = errors.New("signer: no credentials")
 	// ErrBadRequest: the request cannot be signed as it stands (no host,
@@ -59,6 +63,11 @@ type Options struct {
 	// SpoolMemory is how many bytes of a body stay in memory before the
 	// spool spills to a temp file; 0 = 1 MiB.
 	SpoolMemory int64
+	// MaxSpoolBytes bounds the bytes of all bodies in spool files at
+	// once; a body that would go past it fails with ErrSpoolFull. A body
+	// of known length reserves its whole length before any of it is read;
+	// one of unknown length reserves as it grows. 0 = no limit.
+	MaxSpoolBytes int64
 	// Now is the signing clock; nil = time.Now.
 	Now func() time.Time
 	// Logger gets debug lines, never secrets; nil = discard (no global
@@ -81,7 +90,10 @@ type Signer struct {
 	log      *slog.Logger
 	spoolDir string
 	spoolMem int64
-	bufs     sync.Pool // *[]byte copy buffers for spooling
+	// budget counts the bytes reserved for spool files, for
+	// MaxSpoolBytes.
+	budget *spoolBudget
+	bufs   sync.Pool // *[]byte copy buffers for spooling
 }
 
 // New returns a Signer.
@@ -93,6 +105,7 @@ func New(opts Options) *Signer {
 		log:      opts.Logger,
 		spoolDir: opts.SpoolDir,
 		spoolMem: opts.SpoolMemory,
+		budget:   &spoolBudget{max: opts.MaxSpoolBytes},
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -304,13 +317,16 @@ func stripPresignParams(raw string) (string, error) {
 		if pair == "" {
 			continue
 		}
+		k, _, _ := strings.Cut(pair, "=")
 		if strings.IndexByte(pair, ';') >= 0 {
-			return "", fmt.Errorf("query string: semicolon in %q", pair)
+			// The name only: the value may be a presigned URL's
+			// signature or session token.
+			name, _, _ := strings.Cut(k, ";")
+			return "", fmt.Errorf("query string: semicolon in parameter %q", truncate(name, 64))
 		}
 		if i := badEscape(pair); i >= 0 {
 			return "", fmt.Errorf("query string: invalid escape %q", pair[i:min(i+3, len(pair))])
 		}
-		k, _, _ := strings.Cut(pair, "=")
 		key := k
 		if strings.ContainsAny(k, "%+") {
 			key, _ = url.QueryUnescape(k) // escapes were checked above
@@ -323,6 +339,13 @@ func stripPresignParams(raw string) (string, error) {
 			kept.WriteByte('&')
 		}
 		kept.WriteString(pair)
+	}
+	// Past its limit on parameters (10000, GODEBUG urlmaxqueryparams)
+	// url.ParseQuery, with which the SDK builds the canonical query,
+	// returns none at all: the request would be signed and sent without
+	// its query.
+	if _, err := url.ParseQuery(raw); err != nil {
+		return "", fmt.Errorf("query string: %w", err)
 	}
 	if !removed {
 		return raw, nil

@@ -378,8 +378,9 @@ func sourcesToRebuild(prev, next *configs.Config, all bool) map[string]bool {
 }
 
 // restartKeys lists the keys whose change a running signet cannot apply:
-// the addresses it listens on and how (a bound socket, its TLS), where its
-// state lives, how it logs, and the caches and admin API built once.
+// the addresses it listens on and how (a bound socket, its TLS, its
+// limits), where its state lives, how it logs, and the caches, spool and
+// admin API built once.
 func restartKeys(prev, next *configs.Config) []string {
 	var keys []string
 	diff := func(key string, a, b any) {
@@ -398,6 +399,13 @@ func restartKeys(prev, next *configs.Config) []string {
 	diff("admin.auth", prev.Admin.Auth, next.Admin.Auth)
 	diff("admin.token_file", prev.Admin.TokenFile, next.Admin.TokenFile)
 	diff("admin.imds", prev.Admin.IMDS, next.Admin.IMDS)
+	// The listeners' limits are their http.Servers' and the spool's the
+	// signer's; body limits and the upstream wait apply live.
+	diff("limits.max_header_bytes", prev.Limits.MaxHeaderBytes, next.Limits.MaxHeaderBytes)
+	diff("limits.max_spool_bytes", prev.Limits.MaxSpoolBytes, next.Limits.MaxSpoolBytes)
+	diff("limits.max_connections", prev.Limits.MaxConnections, next.Limits.MaxConnections)
+	diff("limits.read_header_timeout", prev.Limits.ReadHeaderTimeout, next.Limits.ReadHeaderTimeout)
+	diff("limits.idle_timeout", prev.Limits.IdleTimeout, next.Limits.IdleTimeout)
 	if len(prev.Reverse) != len(next.Reverse) {
 		keys = append(keys, fmt.Sprintf("reverse (%d listeners, now %d)", len(prev.Reverse), len(next.Reverse)))
 	} else {

@@ -191,7 +191,10 @@ func openAdmin(ctx context.Context, cfg *configs.Config, cs *components, m *metr
 	if err != nil {
 		return nil, keyError{"admin", err}
 	}
-	srv, err := admin.Listen(ctx, cfg.Admin.Listen, h, cs.log)
+	srv, err := admin.ListenWith(ctx, cfg.Admin.Listen, h, cs.log, admin.Limits{
+		ReadHeaderTimeout: time.Duration(cfg.Limits.ReadHeaderTimeout),
+		MaxHeaderBytes:    int(byteLimit(cfg.Limits.MaxHeaderBytes)),
+	})
 	if err != nil {
 		return nil, err
 	}

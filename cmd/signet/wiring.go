@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -191,7 +192,7 @@ func provisionWith(ctx context.Context, cfg *configs.Config, log *slog.Logger, m
 		cs.close()
 		return nil, err
 	}
-	cs.signer = signer.New(signer.Options{SpoolDir: spoolDir(cfg), Logger: log})
+	cs.signer = signer.New(signer.Options{SpoolDir: spoolDir(cfg), MaxSpoolBytes: byteLimit(cfg.Limits.MaxSpoolBytes), Logger: log})
 	if mode == forServe {
 		if err := openIntercept(ctx, cfg, cs, log); err != nil {
 			cs.close()
@@ -266,13 +267,20 @@ func (cs *components) proxyOptions(cfg *configs.Config, sources map[string]*cred
 	opts := proxy.Options{
 		Listen:        cfg.Listen,
 		DenyUnmatched: cfg.Unmatched == configs.UnmatchedDeny,
-		Upstream:      proxy.UpstreamOptions{ConnectTo: cfg.Upstream.ConnectTo, RootCAs: roots},
-		Signer:        cs.signer,
-		Logger:        log,
-		ListenerTLS:   cs.listenerTLS,
-		Metrics:       cs.metrics,
-		CachePolicy:   cfg.Cache.Policy,
-		CacheMaxSize:  cfg.Cache.MaxSize,
+		Upstream: proxy.UpstreamOptions{ConnectTo: cfg.Upstream.ConnectTo, RootCAs: roots,
+			ResponseHeaderTimeout: time.Duration(cfg.Limits.UpstreamResponseHeaderTimeout)},
+		Signer:       cs.signer,
+		Logger:       log,
+		ListenerTLS:  cs.listenerTLS,
+		Metrics:      cs.metrics,
+		CachePolicy:  cfg.Cache.Policy,
+		CacheMaxSize: cfg.Cache.MaxSize,
+		Limits: proxy.Limits{
+			MaxHeaderBytes:    int(byteLimit(cfg.Limits.MaxHeaderBytes)),
+			MaxConnections:    cfg.Limits.MaxConnections,
+			ReadHeaderTimeout: time.Duration(cfg.Limits.ReadHeaderTimeout),
+			IdleTimeout:       time.Duration(cfg.Limits.IdleTimeout),
+		},
 	}
 	if cfg.Log.Access {
 		opts.AccessLog = log
@@ -295,6 +303,7 @@ func (cs *components) proxyOptions(cfg *configs.Config, sources map[string]*cred
 			Payload:            signer.PayloadMode(rc.Payload),
 			UpstreamScheme:     rc.UpstreamScheme,
 			InsecureSkipVerify: rc.InsecureSkipVerify,
+			MaxBodyBytes:       byteLimit(rc.MaxBodyBytes),
 		})
 		if rc.InsecureSkipVerify {
 			log.Warn("upstream TLS verification is off for a route: anyone on the path can read and change its traffic",
@@ -317,11 +326,12 @@ func (cs *components) proxyOptions(cfg *configs.Config, sources map[string]*cred
 			return proxy.Options{}, keyError{fmt.Sprintf("reverse[%d].upstream", i), err}
 		}
 		opts.Reverse = append(opts.Reverse, proxy.Reverse{
-			Listen:   rc.Listen,
-			Upstream: u,
-			Source:   sources[rc.Source],
-			Scope:    signer.Scope{Service: rc.Service, Region: rc.Region},
-			Payload:  signer.PayloadMode(rc.Payload),
+			Listen:       rc.Listen,
+			Upstream:     u,
+			Source:       sources[rc.Source],
+			Scope:        signer.Scope{Service: rc.Service, Region: rc.Region},
+			Payload:      signer.PayloadMode(rc.Payload),
+			MaxBodyBytes: byteLimit(rc.MaxBodyBytes),
 		})
 	}
 	return opts, nil
@@ -394,6 +404,10 @@ func addPEMFile(pool *x509.CertPool, key, file string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// byteLimit is a validated size limit as an int64 (configs keeps every
+// limit at most math.MaxInt64).
+func byteLimit(b configs.ByteSize) int64 { return int64(min(b, math.MaxInt64)) }
 
 // spoolDir holds request bodies being hashed; serve creates it, private.
 func spoolDir(cfg *configs.Config) string { return filepath.Join(cfg.StateDir, "spool") }

@@ -20,8 +20,37 @@ type Server struct {
 	v6  bool // the address asked for was an IPv6 one
 }
 
-// Listen binds addr ("127.0.0.1:8081"; port 0 picks a free one) for h.
+// Limits bound what one client can make the admin listener hold; a zero
+// field takes its default.
+type Limits struct {
+	// ReadHeaderTimeout bounds the time to read a request's headers;
+	// default 10s. A whole request may take 30s, or this if longer.
+	ReadHeaderTimeout time.Duration
+	// MaxHeaderBytes bounds a request's headers; default 64 KiB.
+	MaxHeaderBytes int
+}
+
+// Admin listener defaults.
+const (
+	defaultReadHeaderTimeout = 10 * time.Second
+	defaultReadTimeout       = 30 * time.Second
+	defaultMaxHeaderBytes    = 64 << 10
+)
+
+// Listen binds addr ("127.0.0.1:8081"; port 0 picks a free one) for h,
+// with the default Limits.
 func Listen(ctx context.Context, addr string, h http.Handler, log *slog.Logger) (*Server, error) {
+	return ListenWith(ctx, addr, h, log, Limits{})
+}
+
+// ListenWith is Listen with limits.
+func ListenWith(ctx context.Context, addr string, h http.Handler, log *slog.Logger, lim Limits) (*Server, error) {
+	if lim.ReadHeaderTimeout <= 0 {
+		lim.ReadHeaderTimeout = defaultReadHeaderTimeout
+	}
+	if lim.MaxHeaderBytes <= 0 {
+		lim.MaxHeaderBytes = defaultMaxHeaderBytes
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -38,12 +67,12 @@ func Listen(ctx context.Context, addr string, h http.Handler, log *slog.Logger) 
 		v6:  strings.Contains(host, ":"),
 		srv: &http.Server{
 			Handler:           h,
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       30 * time.Second,
+			ReadHeaderTimeout: lim.ReadHeaderTimeout,
+			ReadTimeout:       max(defaultReadTimeout, lim.ReadHeaderTimeout),
 			// Not a WriteTimeout: /readyz and the credential endpoints
 			// may wait for a refresh, bounded by the source's timeout.
 			IdleTimeout:    2 * time.Minute,
-			MaxHeaderBytes: 64 << 10,
+			MaxHeaderBytes: lim.MaxHeaderBytes,
 			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		},
 	}, nil
