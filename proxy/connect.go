@@ -72,6 +72,7 @@ func (s *Server) establish(w http.ResponseWriter, hostport string) (net.Conn, er
 		s.log.Warn("CONNECT hijack failed", "host", hostport, "error", err)
 		return nil, err
 	}
+	protocolSwitched(conn)
 	return bufferedConn(conn, brw.Reader), nil
 }
 

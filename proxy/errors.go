@@ -5,8 +5,13 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
+	"net/textproto"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/signet-proxy/signet/credentials"
 	"github.com/signet-proxy/signet/signer"
@@ -33,6 +38,15 @@ const (
 	codeProxyAuth           = "proxy-auth-required"
 	codeHostMismatch        = "host-mismatch"
 	codeInterceptFailed     = "intercept-failed"
+	// codeAmbiguousFraming: a request whose framing (Content-Length,
+	// Transfer-Encoding, header lines) two parsers could read two ways.
+	codeAmbiguousFraming = "ambiguous-framing"
+	// codeUpstreamReset: the upstream closed or reset the connection
+	// before its response headers.
+	codeUpstreamReset = "upstream-reset"
+	// codeUpstreamBadResponse: the upstream answered something that is
+	// not HTTP.
+	codeUpstreamBadResponse = "upstream-bad-response"
 )
 
 // proxyError is a failure that signet answers itself, never one of the
@@ -79,10 +93,20 @@ func classify(err error) *proxyError {
 		return &proxyError{http.StatusBadRequest, codeBadRequest, "the request cannot be signed as it stands", "", err}
 	case errors.Is(err, signer.ErrBodyRead):
 		return &proxyError{http.StatusBadRequest, codeBodyRead, "reading the request body failed", "", err}
+	case errors.Is(err, signer.ErrSpoolFull):
+		return &proxyError{http.StatusInsufficientStorage, codeSpoolFull, "the request bodies being hashed on disk have reached their limit",
+			"retry shortly, or raise limits.max_spool_bytes", err}
 	case errors.Is(err, signer.ErrSpool):
 		return &proxyError{http.StatusInternalServerError, codeSpool, "spooling the request body failed",
 			"check free space and permissions of the spool directory", err}
-	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
+	}
+	var hto *headerTimeoutError
+	if errors.As(err, &hto) {
+		return &proxyError{http.StatusGatewayTimeout, codeUpstreamTimeout,
+			"the upstream sent no response headers within " + hto.timeout.String() + " (limits.upstream_response_header_timeout)",
+			"retry; if the upstream is slow by design (a large S3 copy), raise limits.upstream_response_header_timeout", err}
+	}
+	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 		return &proxyError{http.StatusGatewayTimeout, codeUpstreamTimeout, "the upstream did not answer in time", "", err}
 	}
 	var certErr *tls.CertificateVerificationError
@@ -95,12 +119,62 @@ func classify(err error) *proxyError {
 		return &proxyError{http.StatusBadGateway, codeUpstreamUnreachable, "cannot connect to the upstream",
 			"check the host, upstream.connect_to and the network", err}
 	}
+	if errors.As(err, new(*badResponseError)) || isMalformed(err) {
+		return &proxyError{http.StatusBadGateway, codeUpstreamBadResponse, "the upstream answered something that is not an HTTP response",
+			"check that the route's upstream (scheme, host, port, upstream.connect_to) is the HTTP service meant", err}
+	}
+	if isReset(err) {
+		return &proxyError{http.StatusBadGateway, codeUpstreamReset, "the upstream closed or reset the connection before its response headers",
+			"retry; if it persists, check the upstream's own logs", err}
+	}
 	return &proxyError{http.StatusBadGateway, codeUpstreamFailed, "the upstream request failed", "", err}
 }
 
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// headerTimeoutError is an upstream that took the request and sent no
+// response headers within UpstreamOptions.ResponseHeaderTimeout.
+type headerTimeoutError struct {
+	timeout time.Duration
+	err     error
+}
+
+func (e *headerTimeoutError) Error() string {
+	return "no response headers within " + e.timeout.String() + ": " + e.err.Error()
+}
+func (e *headerTimeoutError) Unwrap() error { return e.err }
+func (e *headerTimeoutError) Timeout() bool { return true }
+
+// transportHeaderTimeout reports http.Transport's ResponseHeaderTimeout
+// error, which has no type of its own; its text has not changed since Go
+// 1.1.
+func transportHeaderTimeout(err error) bool {
+	return isTimeout(err) && strings.Contains(err.Error(), "timeout awaiting response headers")
+}
+
+// badResponseError is an upstream answer that does not parse as HTTP.
+type badResponseError struct{ err error }
+
+func (e *badResponseError) Error() string { return "malformed upstream response: " + e.err.Error() }
+func (e *badResponseError) Unwrap() error { return e.err }
+
+// isMalformed reports the errors of parsing something that is not an
+// HTTP/1 response (net/http's, which have no type, say "malformed HTTP"),
+// or not TLS.
+func isMalformed(err error) bool {
+	if errors.As(err, new(textproto.ProtocolError)) || errors.As(err, new(tls.RecordHeaderError)) {
+		return true
+	}
+	return strings.Contains(err.Error(), "malformed HTTP")
+}
+
+// isReset reports a connection the upstream closed or reset.
+func isReset(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE)
 }
 
 // errorBody is the JSON body of signet's own error answers.

@@ -28,6 +28,10 @@ import (
 type h1Client struct {
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 	idleTimeout time.Duration
+	// headerTimeout bounds the wait for the response headers once the
+	// request is written (UpstreamOptions.ResponseHeaderTimeout); 0 waits
+	// as long as the client does.
+	headerTimeout time.Duration
 
 	mu     sync.Mutex
 	idle   map[string][]*h1Conn // by "host:port", most recently used last
@@ -246,12 +250,21 @@ func (pc *h1Conn) exchange(out *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	pc.lr.n = h1MaxHeaderBytes
+	if d := pc.c.headerTimeout; d > 0 {
+		pc.setReadDeadline(out.Context(), time.Now().Add(d))
+	}
 	for first := true; ; first = false {
 		resp, err := http.ReadResponse(pc.br, out)
 		if err != nil {
 			if pc.reused && pc.lr.n == h1MaxHeaderBytes && isStale(err) {
 				// Not one byte of an answer.
 				return nil, fmt.Errorf("%w: %w", errStaleConn, err)
+			}
+			if d := pc.c.headerTimeout; d > 0 && out.Context().Err() == nil && isTimeout(err) {
+				return nil, &headerTimeoutError{timeout: d, err: err}
+			}
+			if isMalformed(err) {
+				return nil, &badResponseError{err: err}
 			}
 			return nil, err
 		}
@@ -270,7 +283,21 @@ func (pc *h1Conn) exchange(out *http.Request) (*http.Response, error) {
 			continue
 		}
 		pc.lr.n = math.MaxInt64
+		if pc.c.headerTimeout > 0 {
+			// The body takes as long as it takes.
+			pc.setReadDeadline(out.Context(), time.Time{})
+		}
 		return resp, nil
+	}
+}
+
+// setReadDeadline sets the conn's read deadline without undoing the one
+// that roundTrip's context.AfterFunc sets when ctx ends: if ctx ended,
+// before or while this ran, the conn ends up with aLongTimeAgo.
+func (pc *h1Conn) setReadDeadline(ctx context.Context, t time.Time) {
+	_ = pc.conn.SetReadDeadline(t)
+	if ctx.Err() != nil {
+		_ = pc.conn.SetDeadline(aLongTimeAgo)
 	}
 }
 

@@ -24,7 +24,8 @@ type target struct {
 	source      credentials.Source
 	scope       signer.Scope
 	payload     signer.PayloadMode
-	insecure    bool // skip upstream certificate checks (route insecure_skip_verify)
+	insecure    bool  // skip upstream certificate checks (route insecure_skip_verify)
+	maxBody     int64 // request body limit, 0 for none (limits.go)
 	route       string
 	obs         *metrics.Route
 	// up is the config whose transports carry the request (the one in
@@ -82,6 +83,7 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *config, ex 
 		scope:       route.Scope,
 		payload:     route.Payload,
 		insecure:    route.InsecureSkipVerify,
+		maxBody:     route.MaxBodyBytes,
 		route:       c.router.names[i],
 		obs:         c.router.obs[i],
 		up:          c,
@@ -161,7 +163,25 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, t *target, ex *ex
 			s.log.Debug("request abandoned by client", "method", r.Method, "host", hostOf(out, r), "error", err)
 			return
 		}
+		if ube := (*upstreamBodyError)(nil); errors.As(err, &ube) {
+			// The upstream's status and headers are with the client
+			// already. Returning would let the server end the response
+			// cleanly (a last chunk), and the client take a cut body
+			// for a whole one; aborting makes the server cut it (reset
+			// the HTTP/2 stream). finish still records the exchange.
+			ex.aborted = true
+			s.log.Warn("upstream response cut off; aborting the client's response", "method", r.Method, "host", hostOf(out, r),
+				"status", ex.status, "bytes_out", ex.bytesOut, "error", err)
+			// What was relayed goes out first, so that the client sees
+			// the upstream's status and the cut, not a bare close.
+			_ = http.NewResponseController(w).Flush()
+			panic(http.ErrAbortHandler)
+		}
 		pe := classify(err)
+		if lim := tripped(ex); lim != nil {
+			// However the signer or the transport wrapped the cut.
+			pe = lim
+		}
 		if ex.status == 0 {
 			ex.fail(w, pe)
 		}
@@ -223,9 +243,13 @@ func outgoing(ctx context.Context, r *http.Request, t *target, ex *exchange) (*h
 		out.Host = t.signingHost
 	}
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		body, pe := limitBody(r, t)
+		if pe != nil {
+			return nil, pe
+		}
 		// A nil Body, not NoBody, for none: the transport then skips its
 		// body writer altogether.
-		ex.in = &countingBody{rc: r.Body}
+		ex.in = &countingBody{rc: body}
 		out.Body = ex.in
 	}
 	if err := signer.SetRawPath(out.URL, rawPath(r.RequestURI)); err != nil {
@@ -289,6 +313,9 @@ func (s *Server) roundTrip(w http.ResponseWriter, out *http.Request, c *config, 
 		resp, err = c.h1.RoundTrip(out)
 	} else {
 		resp, err = tr.RoundTrip(out)
+		if err != nil && transportHeaderTimeout(err) && out.Context().Err() == nil {
+			err = &headerTimeoutError{timeout: tr.ResponseHeaderTimeout, err: err}
+		}
 	}
 	ex.upstream = time.Since(t0)
 	if err != nil {
@@ -313,8 +340,8 @@ func (s *Server) roundTrip(w http.ResponseWriter, out *http.Request, c *config, 
 	n, err := s.copyBody(w, resp.Body, flushEach(resp))
 	ex.bytesOut = n
 	if err != nil {
-		// Headers are gone already: the client sees a cut-off body, as
-		// it would from the upstream itself.
+		// Headers are gone already: serve cuts the client's response
+		// off (upstreamBodyError), as the upstream cut signet's.
 		return err
 	}
 	for k, vv := range resp.Trailer {
@@ -345,7 +372,16 @@ func flushEach(resp *http.Response) bool {
 // small enough that many concurrent streams stay cheap.
 const copyBufSize = 32 << 10
 
-// copyBody streams body to w and returns how many bytes it wrote.
+// upstreamBodyError is a failure to read the upstream's response body
+// after its headers went to the client.
+type upstreamBodyError struct{ err error }
+
+func (e *upstreamBodyError) Error() string { return "upstream response body: " + e.err.Error() }
+func (e *upstreamBodyError) Unwrap() error { return e.err }
+
+// copyBody streams body to w and returns how many bytes it wrote. A
+// failure to read body is an *upstreamBodyError; one to write to w (the
+// client's side) is not.
 func (s *Server) copyBody(w http.ResponseWriter, body io.Reader, flush bool) (int64, error) {
 	bp, _ := s.bufs.Get().(*[]byte)
 	if bp == nil {
@@ -377,7 +413,7 @@ func (s *Server) copyBody(w http.ResponseWriter, body io.Reader, flush bool) (in
 			return written, nil
 		}
 		if rerr != nil {
-			return written, rerr
+			return written, &upstreamBodyError{rerr}
 		}
 	}
 }

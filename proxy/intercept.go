@@ -52,14 +52,21 @@ func (s *Server) interceptConnect(w http.ResponseWriter, r *http.Request, hostpo
 		_ = conn.Close()
 		return
 	}
-	s.innerTunnels.Store(conn, t)
-	ln := newOneConnListener(conn, t.done)
+	// HTTP/1.1 inside the tunnel has its framing checked like any
+	// client's (framing.go); HTTP/2's binary framing needs no check, and
+	// the server must see the *tls.Conn to speak it.
+	var served net.Conn = conn
+	if conn.ConnectionState().NegotiatedProtocol != "h2" {
+		served = newFramingConn(conn, s.innerFraming)
+	}
+	s.innerTunnels.Store(served, t)
+	ln := newOneConnListener(served, t.done)
 	// Serve returns once the inner server has closed or hijacked the
 	// conn (tunnelState closes done) or shuts down.
 	_ = s.inner.Serve(ln)
 	if !ln.accepted() {
 		// The server was shutting down and never took the conn.
-		s.innerTunnels.Delete(conn)
+		s.innerTunnels.Delete(served)
 		_ = conn.Close()
 		return
 	}

@@ -31,6 +31,9 @@ type exchange struct {
 	signing, upstream time.Duration
 	in                *countingBody // nil: no request body
 	bytesIn, bytesOut int64         // tunnels and upgrades count their own
+	// aborted: the response was cut off after its headers (the
+	// upstream's body failed), and status is the upstream's.
+	aborted bool
 }
 
 func (s *Server) begin() exchange { return exchange{start: time.Now()} }
@@ -108,6 +111,9 @@ func logAccess(ctx context.Context, h slog.Handler, ex *exchange, r *http.Reques
 	}
 	if ex.code != "" {
 		rec.AddAttrs(slog.String("error", ex.code))
+	}
+	if ex.aborted {
+		rec.AddAttrs(slog.Bool("aborted", true))
 	}
 	rec.AddAttrs(
 		slog.Duration("duration", d),

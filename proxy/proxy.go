@@ -54,6 +54,9 @@ type Options struct {
 	// each host.
 	CachePolicy  string
 	CacheMaxSize int
+	// Limits bound what clients can make the listeners hold; zero fields
+	// take defaults.
+	Limits Limits
 }
 
 // defaultCacheMaxSize matches the config's default cache.max_size.
@@ -72,6 +75,8 @@ type Reverse struct {
 	Source   credentials.Source
 	Scope    signer.Scope
 	Payload  signer.PayloadMode
+	// MaxBodyBytes bounds the body of one request; 0 means no limit.
+	MaxBodyBytes int64
 }
 
 // Server runs the forward proxy and the reverse listeners.
@@ -89,7 +94,8 @@ type Server struct {
 	// inner serves the requests inside intercepted tunnels, one Serve
 	// call per tunnel, so that Shutdown drains them with the rest.
 	inner        *http.Server
-	innerTunnels sync.Map // *tls.Conn -> *interceptedTunnel
+	innerTunnels sync.Map // the served conn -> *interceptedTunnel
+	innerFraming *framingConfig
 
 	listen   string
 	reverse  []*reverseHandler
@@ -98,6 +104,10 @@ type Server struct {
 	serveErr chan error
 	bufs     sync.Pool // *[]byte of copyBufSize, for streaming bodies
 	metrics  *metrics.Metrics
+	// limits are the listeners' (limits.go); conns counts their open
+	// connections against limits.MaxConnections.
+	limits Limits
+	conns  *connLimiter
 }
 
 type boundListener struct {
@@ -132,13 +142,18 @@ func New(opts Options) (*Server, error) {
 		listenerTLS: opts.ListenerTLS,
 		listen:      opts.Listen,
 		serveErr:    make(chan error, 1+len(opts.Reverse)),
+		limits:      opts.Limits.withDefaults(),
 	}
+	s.conns = newConnLimiter(s.limits.MaxConnections)
 	s.cur.Store(cfg)
 	for i, rv := range opts.Reverse {
 		s.reverse = append(s.reverse, &reverseHandler{s: s, listen: rv.Listen, index: i})
 	}
-	s.inner = s.httpServer(http.HandlerFunc(s.serveIntercepted))
-	s.inner.ConnContext = s.tunnelContext
+	s.inner = s.httpServer(s.guardFraming(http.HandlerFunc(s.serveIntercepted)))
+	s.inner.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		return framingContext(s.tunnelContext(ctx, c), c)
+	}
+	s.innerFraming = newFramingConfig(s.log, "intercepted", s.inner)
 	s.inner.ConnState = s.tunnelState
 	if m := opts.Metrics; m != nil {
 		m.AddCache("signing_scope", scopes.Stats)
@@ -165,11 +180,20 @@ func (s *Server) Listen(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("proxy: listen %s on %s: %w", name, addr, err)
 		}
-		if name == "proxy" && s.listenerTLS != nil {
+		tlsOn := name == "proxy" && s.listenerTLS != nil
+		// Counted below TLS: a connection takes its place before its
+		// handshake, which is work a flood could otherwise make.
+		ln = newLimitListener(ln, s.conns, !tlsOn, s.log, name)
+		if tlsOn {
 			ln = tls.NewListener(ln, proxyListenerTLS(s.listenerTLS))
 			attrs = append(attrs, "tls", true)
 		}
-		s.bound = append(s.bound, boundListener{name: name, ln: ln, srv: s.httpServer(h)})
+		// Every request's framing is checked before the server reads
+		// it (framing.go); above TLS, on the plaintext.
+		srv := s.httpServer(s.guardFraming(h))
+		srv.ConnContext = framingContext
+		ln = &framingListener{Listener: ln, cfg: newFramingConfig(s.log, name, srv)}
+		s.bound = append(s.bound, boundListener{name: name, ln: ln, srv: srv})
 		s.log.Info("listening", append([]any{"listener", name, "addr", ln.Addr().String()}, attrs...)...)
 		return nil
 	}
@@ -189,8 +213,9 @@ func (s *Server) Listen(ctx context.Context) error {
 func (s *Server) httpServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
+		IdleTimeout:       s.limits.IdleTimeout,
+		MaxHeaderBytes:    s.limits.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 }

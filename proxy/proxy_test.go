@@ -79,7 +79,9 @@ func startProxy(t testing.TB, opts Options) *testProxy {
 	for i := range opts.Reverse {
 		opts.Reverse[i].Listen = "127.0.0.1:0"
 	}
-	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	opts.Signer = signer.New(signer.Options{SpoolDir: t.TempDir(), Logger: opts.Logger})
 	srv, err := New(opts)
 	if err != nil {

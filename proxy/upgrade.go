@@ -67,6 +67,7 @@ func (s *Server) switchProtocols(w http.ResponseWriter, out *http.Request, resp 
 		return &proxyError{status: http.StatusNotImplemented, code: codeBadRequest,
 			message: "this connection cannot switch protocols", fix: "send WebSocket upgrades over HTTP/1.1", cause: err}
 	}
+	protocolSwitched(conn)
 	// The server's deadlines were for reading a request; a WebSocket
 	// session lasts as long as its ends want.
 	_ = conn.SetDeadline(time.Time{})

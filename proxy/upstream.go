@@ -95,6 +95,9 @@ type UpstreamOptions struct {
 	ConnectTo map[string]string
 	// RootCAs verifies upstream certificates; nil means the system roots.
 	RootCAs *x509.CertPool
+	// ResponseHeaderTimeout bounds the wait for an upstream's response
+	// headers once the request is written (limits.upstream_response_header_timeout).
+	ResponseHeaderTimeout time.Duration
 }
 
 // newTransport builds the one transport every upstream request goes
@@ -118,6 +121,9 @@ func newTransport(opts UpstreamOptions, insecure bool) (*http.Transport, *connec
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		// An upstream that takes the request and never answers would
+		// hold the client (and this transport's connection) for ever.
+		ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
 		// The client asked for what it asked for; decompressing would
 		// change the bytes and headers it gets back.
 		DisableCompression: true,
