@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,6 +25,9 @@ type AWSProfile struct {
 	RoleSessionName string
 	Region          string
 }
+
+// maxDurationSeconds is the most seconds a time.Duration holds.
+const maxDurationSeconds = math.MaxInt64 / int64(time.Second)
 
 // AWSConfigFile is the AWS config file the CLI and SDKs read: getenv's
 // AWS_CONFIG_FILE, else .aws/config in the home directory.
@@ -111,7 +115,8 @@ func ReadAWSProfile(path, name string) (AWSProfile, error) {
 			p.Region = v
 		case "duration_seconds":
 			secs, err := strconv.Atoi(v)
-			if err != nil || secs <= 0 {
+			// Past maxDurationSeconds the Duration would wrap around.
+			if err != nil || secs <= 0 || int64(secs) > maxDurationSeconds {
 				return AWSProfile{}, fmt.Errorf("aws config %s:%d: profile %s: duration_seconds %q is not a whole number of seconds", path, n, name, v)
 			}
 			p.Duration = time.Duration(secs) * time.Second

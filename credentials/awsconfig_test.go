@@ -73,6 +73,9 @@ func TestReadAWSProfileErrors(t *testing.T) {
 		{"missing profile", testAWSConfig, "nope", "profile nope not found"},
 		{"sso-session is not a profile", testAWSConfig, "corp", "profile corp not found"},
 		{"bad duration", "[profile p]\nduration_seconds = 1h\n", "p", `duration_seconds "1h" is not a whole number`},
+		// Found by FuzzReadAWSProfile: seconds past time.Duration's range
+		// wrapped around, here to about 999s, which STS would take.
+		{"duration that overflows", "[profile p]\nduration_seconds = 18446745073\n", "p", `duration_seconds "18446745073" is not a whole number`},
 		{"bad header", "[profile p\nrole_arn = x\n", "p", "without ']'"},
 		{"not key value", "[profile p]\nrole_arn\n", "p", "not key = value"},
 	}

@@ -1,6 +1,7 @@
 package credentials
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/aes"
@@ -231,21 +232,30 @@ func (p *IoT) Retrieve(ctx context.Context) (Credentials, error) {
 	if err != nil {
 		return Credentials{}, fmt.Errorf("iot: role alias %s: reading the answer of %s: %w", p.roleAlias, p.endpoint, err)
 	}
+	return p.parseAnswer(resp.StatusCode, body)
+}
+
+// parseAnswer reads the credentials provider's answer: its status and
+// (up to maxIoTBody+1 bytes of) its body. It does no I/O.
+func (p *IoT) parseAnswer(status int, body []byte) (Credentials, error) {
 	if len(body) > maxIoTBody {
 		return Credentials{}, fmt.Errorf("iot: role alias %s: the answer of %s is larger than %d bytes, which is not the credentials provider's (check endpoint)",
 			p.roleAlias, p.endpoint, maxIoTBody)
 	}
 	var a iotAnswer
 	jsonErr := json.Unmarshal(body, &a)
-	if resp.StatusCode != http.StatusOK {
+	if status != http.StatusOK {
 		msg := a.Message
 		if jsonErr != nil || msg == "" {
 			msg = "(no message; body: " + printable(string(body), 200) + ")"
+			if carriesCredentials(body) {
+				msg = "(no message; the body holds credentials, not shown)"
+			}
 		}
 		return Credentials{}, &IoTError{
 			RoleAlias: p.roleAlias, ThingName: p.thingName, Endpoint: p.endpoint,
-			Status: resp.StatusCode, Message: printable(msg, 512),
-			Hint: iotHint(resp.StatusCode, msg, p.thingName),
+			Status: status, Message: printable(msg, 512),
+			Hint: iotHint(status, msg, p.thingName),
 		}
 	}
 	if jsonErr != nil {
@@ -270,6 +280,16 @@ func (p *IoT) Retrieve(ctx context.Context) (Credentials, error) {
 		Expires:         exp,
 		Origin:          "iot:" + p.roleAlias,
 	}, nil
+}
+
+// carriesCredentials reports whether a body holds a secret key or a
+// session token, read as leniently as a JSON reader would (the first
+// value, keys in any case): such a body is never shown in an error,
+// whatever its status.
+func carriesCredentials(body []byte) bool {
+	var a iotAnswer
+	_ = json.NewDecoder(bytes.NewReader(body)).Decode(&a)
+	return a.Credentials != nil && (a.Credentials.SecretAccessKey != "" || a.Credentials.SessionToken != "")
 }
 
 // IoTError is an error answer of the credentials provider: the HTTP

@@ -478,3 +478,25 @@ func TestIoTSessionReuse(t *testing.T) {
 		p.Close()
 	}
 }
+
+// An answer that is not 200 but carries credentials (a 203 from a caching
+// middlebox, say) put the start of its body, secret key included, into
+// the error. Found by FuzzIoTAnswer.
+func TestIoTErrorHidesCredentialsOfAnyStatus(t *testing.T) {
+	p := &IoT{roleAlias: "a", endpoint: "e:443", clock: fixedClock(fuzzNow)}
+	const secret = "iotSecretKeyExample/0123456789+abcdefABCD"
+	for _, body := range []string{
+		`{"credentials":{"accessKeyId":"ASIA1","secretAccessKey":"` + secret + `","sessionToken":"t","expiration":"2026-11-28T12:00:00Z"}}`,
+		`{"CREDENTIALS":{"SecretAccessKey":"` + secret + `"}} trailing`,
+	} {
+		_, err := p.parseAnswer(http.StatusNonAuthoritativeInfo, []byte(body))
+		var ie *IoTError
+		if !errors.As(err, &ie) || strings.Contains(err.Error(), secret[:20]) || !strings.Contains(err.Error(), "the body holds credentials, not shown") {
+			t.Errorf("body %.40q: error %v", body, err)
+		}
+	}
+	_, err := p.parseAnswer(http.StatusBadGateway, []byte("<html>Bad Gateway</html>"))
+	if err == nil || !strings.Contains(err.Error(), "body: <html>Bad Gateway</html>") {
+		t.Errorf("an answer without credentials is no longer shown: %v", err)
+	}
+}

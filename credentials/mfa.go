@@ -109,9 +109,21 @@ func (m *MFACommand) Token(ctx context.Context) (string, error) {
 		}
 		return "", fmt.Errorf("mfa: command %s: %w", m, err)
 	}
-	matches := mfaTokenRE.FindAllString(stdout.String(), -1)
+	code, err := parseMFAOutput(stdout.String(), stderr.String())
+	if err != nil {
+		return "", fmt.Errorf("mfa: command %s %w", m, err)
+	}
+	return code, nil
+}
+
+// parseMFAOutput is the code in what a successful MFA command printed: the
+// last standalone 6-digit number on stdout. The error holds nothing of
+// stdout, and of stderr only its redacted suffix: either may hold a code
+// or a secret.
+func parseMFAOutput(stdout, stderr string) (string, error) {
+	matches := mfaTokenRE.FindAllString(stdout, -1)
 	if len(matches) == 0 {
-		return "", fmt.Errorf("mfa: command %s printed no 6-digit token on stdout%s", m, stderrSuffix(stderr.String()))
+		return "", fmt.Errorf("printed no 6-digit token on stdout%s", stderrSuffix(stderr))
 	}
 	return matches[len(matches)-1], nil
 }

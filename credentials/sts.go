@@ -225,12 +225,15 @@ func checkSTSOptions(opts STSOptions) error {
 
 // Timeout is how long one Retrieve may take: the MFA command's timeout
 // plus DefaultTimeout for the call to STS. A Source around this provider
-// should allow at least that much.
+// should allow at least that much. Without an MFA command it is 0: the
+// source's refresh.timeout alone bounds the call, so that a hanging STS
+// holds a waiting request no longer than configured (a floor of
+// DefaultTimeout here made any refresh.timeout below 30s void).
 func (p *STS) Timeout() time.Duration {
 	if p.mfa != nil {
 		return p.mfa.Timeout() + DefaultTimeout
 	}
-	return DefaultTimeout
+	return 0
 }
 
 // Retrieve runs the MFA command, if any, and assumes the role once.
@@ -305,7 +308,21 @@ func (p *STS) explain(err error, code string) error {
 		var de *smithy.DeserializationError
 		var xe *xml.SyntaxError
 		if errors.As(err, &de) || errors.As(err, &xe) {
-			return fmt.Errorf("sts: assume role %s: the answer from %s is not STS's XML (check the endpoint): %w", p.roleARN, p.endpoint, err)
+			// Not the XML reader's message: it quotes the answer (an
+			// entity name, say), which may be part of a secret key.
+			msg := fmt.Sprintf("sts: assume role %s: the answer from %s is not STS's XML (check the endpoint)", p.roleARN, p.endpoint)
+			var what []string
+			var re *awshttp.ResponseError
+			if errors.As(err, &re) {
+				what = append(what, fmt.Sprintf("HTTP %d", re.HTTPStatusCode()))
+			}
+			if xe != nil {
+				what = append(what, fmt.Sprintf("XML syntax error on line %d", xe.Line))
+			}
+			if len(what) > 0 {
+				msg += ": " + strings.Join(what, ", ")
+			}
+			return &hiddenError{msg: msg, err: err}
 		}
 		var netErr net.Error
 		if errors.As(err, &netErr) {
@@ -325,6 +342,15 @@ func (p *STS) explain(err error, code string) error {
 	e.Hint = stsHint(e.Code, e.Message, p.mfa != nil || code != "")
 	return e
 }
+
+// hiddenError is err with a message of its own that does not show err's.
+type hiddenError struct {
+	msg string
+	err error
+}
+
+func (e *hiddenError) Error() string { return e.msg }
+func (e *hiddenError) Unwrap() error { return e.err }
 
 func stsHint(code, msg string, mfa bool) string {
 	switch code {

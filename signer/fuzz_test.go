@@ -2,12 +2,16 @@ package signer
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func FuzzLookup(f *testing.F) {
@@ -130,4 +134,165 @@ func FuzzChunkResigner(f *testing.F) {
 			t.Fatalf("re-signing the output: %v, equal %v", err, bytes.Equal(again, out))
 		}
 	})
+}
+
+// presignValues are the raw values of the presigned-URL parameters of a
+// raw query, the signatures and tokens an error must not show.
+func presignValues(raw string) []string {
+	var vals []string
+	for _, pair := range strings.Split(raw, "&") {
+		k, v, _ := strings.Cut(pair, "=")
+		if uk, err := url.QueryUnescape(k); err == nil {
+			k = uk
+		}
+		for _, p := range presignParams {
+			if strings.EqualFold(k, p) && len(v) >= 8 {
+				vals = append(vals, v)
+			}
+		}
+	}
+	return vals
+}
+
+// withoutPresign is url.ParseQuery(raw) less the presigned-URL
+// parameters: what the SDK must sign and send.
+func withoutPresign(raw string) (url.Values, error) {
+	q, err := url.ParseQuery(raw)
+	for k := range q {
+		for _, p := range presignParams {
+			if strings.EqualFold(k, p) {
+				delete(q, k)
+			}
+		}
+	}
+	return q, err
+}
+
+// FuzzStripPresignParams: the incoming query is refused exactly when
+// url.ParseQuery (the SDK's reader) would refuse or cut it; kept, it loses
+// the presigned-URL parameters and nothing else, pairs in their order; an
+// error never shows a presigned parameter's value.
+func FuzzStripPresignParams(f *testing.F) {
+	f.Add("Action=ListQueues&X-Amz-Credential=AKID%2F20240101%2Fus-east-1%2Fsqs%2Faws4_request&x-amz-signature=deadbeef&b=2&a=1")
+	f.Add("prefix=a%2Bb+c&list-type=2&&=v&k")
+	f.Add("X-Amz-Security-Token=IQoJb3JpZ2luX2VjEJr;rest")
+	f.Add("a=%zz&X-Amz-Date=20240101T000000Z")
+	f.Add("X%2DAmz%2DExpires=60&x-amz-meta=1")
+	f.Fuzz(func(t *testing.T, raw string) {
+		out, err := stripPresignParams(raw)
+		want, perr := withoutPresign(raw)
+		if (err != nil) != (perr != nil) {
+			t.Fatalf("stripPresignParams(%q): %v; url.ParseQuery: %v", raw, err, perr)
+		}
+		if err != nil {
+			for _, v := range presignValues(raw) {
+				if strings.Contains(err.Error(), v) {
+					t.Fatalf("error %q shows the value %q", err, v)
+				}
+			}
+			return
+		}
+		got, gerr := url.ParseQuery(out)
+		if gerr != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("stripPresignParams(%q) = %q: parameters %v (%v), want %v", raw, out, got, gerr, want)
+		}
+		if len(presignValues(out)) != 0 || !isSubsequence(pairs(out), pairs(raw)) {
+			t.Fatalf("stripPresignParams(%q) = %q", raw, out)
+		}
+	})
+}
+
+// pairs are the non-empty '&'-separated pairs of a raw query.
+func pairs(raw string) []string {
+	var out []string
+	for _, p := range strings.Split(raw, "&") {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func isSubsequence(sub, of []string) bool {
+	i := 0
+	for _, s := range of {
+		if i < len(sub) && sub[i] == s {
+			i++
+		}
+	}
+	return i == len(sub)
+}
+
+// FuzzSignQuery: Sign with any incoming query fails only with
+// ErrBadRequest, and what goes on the wire is every parameter the client
+// sent (as the SDK read and signed it) less the presigned-URL ones, for a
+// header-signed service and for S3 with a path the SDK is shown in its
+// canonical form.
+func FuzzSignQuery(f *testing.F) {
+	f.Add("Action=SendMessage&MessageBody=a+b%20c&QueueUrl=https%3A%2F%2Fq", false)
+	f.Add("list-type=2&prefix=photos%2F2024&X-Amz-Signature=00", true)
+	f.Add("uploads&", true)
+	f.Add("a=1;b=2", false)
+	f.Add("z=%E2%82%AC&z=&Z=1&%7E=~", true)
+	s := New(Options{Now: func() time.Time { return testTime }, SpoolDir: f.TempDir()})
+	f.Fuzz(func(t *testing.T, raw string, s3 bool) {
+		host, sc, path := "sqs.us-east-1.amazonaws.com", sqsScope, "/"
+		if s3 {
+			host, sc, path = "b.s3.us-west-2.amazonaws.com", s3Scope, "/k/%7e"
+		}
+		u := &url.URL{Scheme: "https", Host: host, RawQuery: raw}
+		if err := SetRawPath(u, path); err != nil {
+			t.Fatal(err)
+		}
+		r := &http.Request{Method: http.MethodGet, URL: u, Host: host, Header: http.Header{}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+		want, perr := withoutPresign(raw)
+		release, err := s.Sign(context.Background(), r, testCreds, Params{Scope: sc})
+		defer release()
+		if err != nil {
+			if !errors.Is(err, ErrBadRequest) || perr == nil {
+				t.Fatalf("Sign with query %q: %v (url.ParseQuery: %v)", raw, err, perr)
+			}
+			return
+		}
+		if perr != nil {
+			t.Fatalf("Sign took query %q that url.ParseQuery refuses: %v", raw, perr)
+		}
+		// SigV4's canonical query, which the wire carries, sorts the
+		// values of a repeated name too.
+		got, gerr := url.ParseQuery(r.URL.RawQuery)
+		for _, q := range []url.Values{got, want} {
+			for _, vs := range q {
+				slices.Sort(vs)
+			}
+		}
+		if gerr != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("query %q went out as %q: %v (%v), want %v", raw, r.URL.RawQuery, got, gerr, want)
+		}
+		if r.Header.Get("Authorization") == "" || wirePath(r.URL) != path {
+			t.Fatalf("query %q: Authorization %q, path %q", raw, r.Header.Get("Authorization"), wirePath(r.URL))
+		}
+	})
+}
+
+// A query of more parameters than url.ParseQuery reads was signed and
+// sent with no query at all.
+func TestSignRefusesQueryPastParseLimit(t *testing.T) {
+	s, _ := newTestSigner(t, 0)
+	r := newReq(t, "GET", "https://sqs.us-east-1.amazonaws.com/?Action=ListQueues"+strings.Repeat("&a=1", 10000), nil)
+	release, err := s.Sign(context.Background(), r, testCreds, Params{Scope: sqsScope})
+	defer release()
+	if !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("Sign = %v, query now %.40q; want ErrBadRequest", err, r.URL.RawQuery)
+	}
+}
+
+// A semicolon in a presigned URL's parameter put its value (a signature or
+// session token) into the error.
+func TestSignQueryErrorHidesValues(t *testing.T) {
+	s, _ := newTestSigner(t, 0)
+	r := newReq(t, "GET", "https://sqs.us-east-1.amazonaws.com/?X-Amz-Security-Token=IQoJb3JpZ2luX2VjSECRET;x&a=1", nil)
+	_, err := s.Sign(context.Background(), r, testCreds, Params{Scope: sqsScope})
+	if !errors.Is(err, ErrBadRequest) || strings.Contains(err.Error(), "SECRET") || !strings.Contains(err.Error(), `semicolon in parameter "X-Amz-Security-Token"`) {
+		t.Fatalf("Sign = %v", err)
+	}
 }

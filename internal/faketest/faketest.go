@@ -13,6 +13,8 @@ type Faults[F comparable] struct {
 	mu     sync.Mutex
 	next   []F
 	always F
+	cycle  []F // FailCycle's pattern, and the position in it
+	pos    int
 }
 
 // FailNext makes the next n calls fail with f, before any FailAlways.
@@ -31,8 +33,18 @@ func (q *Faults[F]) FailAlways(f F) {
 	q.always = f
 }
 
+// FailCycle makes calls fail in a repeating pattern, a steady failure
+// rate that a long test can count on: the i-th call after it takes
+// pattern[i % len(pattern)], the zero F meaning success. Queued and
+// standing failures come first; an empty pattern ends the cycle.
+func (q *Faults[F]) FailCycle(pattern ...F) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.cycle, q.pos = slices.Clone(pattern), 0
+}
+
 // Take returns the failure for the call at hand: a queued one first, else
-// the standing one; the zero F for none.
+// the standing one, else the cycle's next; the zero F for none.
 func (q *Faults[F]) Take() F {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -41,7 +53,13 @@ func (q *Faults[F]) Take() F {
 		q.next = q.next[1:]
 		return f
 	}
-	return q.always
+	var none F
+	if q.always != none || len(q.cycle) == 0 {
+		return q.always
+	}
+	f := q.cycle[q.pos%len(q.cycle)]
+	q.pos++
+	return f
 }
 
 // Log records calls in the order they arrived.

@@ -1,6 +1,9 @@
 package faketest
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 func TestFaultsOrder(t *testing.T) {
 	var q Faults[int]
@@ -20,6 +23,34 @@ func TestFaultsOrder(t *testing.T) {
 	q.FailAlways(0)
 	if f := q.Take(); f != 0 {
 		t.Fatalf("after FailAlways(0): %d", f)
+	}
+}
+
+func TestFaultsCycle(t *testing.T) {
+	var q Faults[int]
+	q.FailCycle(0, 0, 7)
+	q.FailNext(1, 1)
+	var got []int
+	for range 7 {
+		got = append(got, q.Take())
+	}
+	// The queued failure first; the cycle does not advance for it.
+	if want := []int{1, 0, 0, 7, 0, 0, 7}; !slices.Equal(got, want) {
+		t.Fatalf("Take sequence = %v, want %v", got, want)
+	}
+	q.FailAlways(9)
+	if f := q.Take(); f != 9 {
+		t.Fatalf("FailAlways under a cycle: %d, want 9", f)
+	}
+	q.FailAlways(0)
+	if f := q.Take(); f != 0 {
+		t.Fatalf("the cycle after FailAlways(0): %d, want 0 (it goes on where it was)", f)
+	}
+	q.FailCycle()
+	for range 3 {
+		if f := q.Take(); f != 0 {
+			t.Fatalf("after FailCycle(): %d", f)
+		}
 	}
 }
 

@@ -312,6 +312,14 @@ const (
 	FailMalformed
 	// FailIncomplete answers 200 with JSON that lacks the session token.
 	FailIncomplete
+	// FailHang answers nothing until the client gives up.
+	FailHang
+	// FailNotJSON answers 200 with a body that is not JSON, as a captive
+	// portal or a misrouted proxy would; nothing is minted.
+	FailNotJSON
+	// FailExpired mints a session (OnMint sees it) whose expiration has
+	// passed, and answers it.
+	FailExpired
 )
 
 // AWS's messages, as the fake answers them.
@@ -367,7 +375,8 @@ type Call struct {
 	TLSVersion uint16
 	// Resumed reports a resumed TLS session.
 	Resumed bool
-	// Status is the HTTP status answered.
+	// Status is the HTTP status answered; -1 for FailHang, which
+	// answers nothing.
 	Status int
 }
 
@@ -574,6 +583,20 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case FailInternal:
 		answer(http.StatusInternalServerError, msg(MsgInternal))
 		return
+	case FailNotJSON:
+		c.Status = http.StatusOK
+		s.calls.Add(c)
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, "<html><body><h1>Sign in to continue</h1></body></html>\n")
+		return
+	case FailHang:
+		c.Status = -1
+		s.calls.Add(c)
+		<-r.Context().Done()
+		// Abort rather than return: a handler that returns has answered
+		// 200 with an empty body, which a client still listening would
+		// take for an answer.
+		panic(http.ErrAbortHandler)
 	}
 
 	now := s.now()
@@ -587,6 +610,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		RoleARN:         roleARN,
 		ThingName:       c.ThingName,
 		CertificateID:   c.CertificateID,
+	}
+	if fail == FailExpired {
+		m.Expires = now.Add(-time.Minute)
 	}
 	creds := map[string]string{
 		"accessKeyId":     m.AccessKeyID,

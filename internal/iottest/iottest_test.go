@@ -144,3 +144,52 @@ func TestFakeIsStrict(t *testing.T) {
 		t.Errorf("calls not recorded: %+v", calls)
 	}
 }
+
+// TestMoreFailures: FailHang holds the request until the client gives
+// up, FailNotJSON answers a page no JSON parser takes, FailExpired mints
+// (OnMint sees it) and answers a session that is over.
+func TestMoreFailures(t *testing.T) {
+	var minted []iottest.Minted
+	s := iottest.New(t, iottest.Options{OnMint: func(m iottest.Minted) error { minted = append(minted, m); return nil }})
+	s.AddRoleAlias(alias, role)
+	dev := s.CA().ClientCert(t, iottest.ClientOptions{})
+	c := client(s, dev, "localhost")
+	path := "/role-aliases/" + alias + "/credentials"
+
+	c.Timeout = 300 * time.Millisecond
+	s.FailNext(iottest.FailHang, 1)
+	start := time.Now()
+	if code, _, err := get(t, c, s, "GET", path, ""); err == nil {
+		t.Errorf("FailHang answered %d", code)
+	} else if took := time.Since(start); took < 300*time.Millisecond {
+		t.Errorf("FailHang ended after %s, before the client gave up", took)
+	}
+	c.Timeout = 5 * time.Second
+
+	s.FailNext(iottest.FailNotJSON, 1)
+	if code, m, err := get(t, c, s, "GET", path, ""); err != nil || code != 200 || m != nil {
+		t.Errorf("FailNotJSON: %d %v %v", code, m, err)
+	}
+	if len(minted) != 0 {
+		t.Fatalf("FailHang or FailNotJSON minted %d sessions", len(minted))
+	}
+
+	s.FailNext(iottest.FailExpired, 1)
+	code, m, err := get(t, c, s, "GET", path, "")
+	cr, _ := m["credentials"].(map[string]any)
+	if err != nil || code != 200 || cr == nil {
+		t.Fatalf("FailExpired: %d %v %v", code, m, err)
+	}
+	exp, perr := time.Parse(time.RFC3339, cr["expiration"].(string))
+	if perr != nil || exp.After(time.Now()) || len(minted) != 1 || !minted[0].Expires.Truncate(time.Second).Equal(exp) ||
+		cr["accessKeyId"] != minted[0].AccessKeyID {
+		t.Errorf("FailExpired answered %v (%v), minted %+v", cr, perr, minted)
+	}
+	calls := s.Calls()
+	if len(calls) != 3 || calls[0].Status != -1 || calls[1].Status != 200 || calls[2].Status != 200 {
+		t.Errorf("calls %+v", calls)
+	}
+	if code, _, err := get(t, c, s, "GET", path, ""); err != nil || code != 200 || len(minted) != 2 {
+		t.Errorf("after the failures: %d %v, %d minted", code, err, len(minted))
+	}
+}

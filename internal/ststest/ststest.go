@@ -53,6 +53,13 @@ const (
 	FailMalformed
 	// FailExpired answers credentials whose Expiration has passed.
 	FailExpired
+	// FailNotXML answers 200 with a body that is not XML at all, as a
+	// captive portal or a misrouted proxy would; nothing is minted.
+	FailNotXML
+	// FailWrongFields answers 200 with well-formed XML of the action
+	// whose Credentials carry no field under its AWS name; nothing is
+	// minted.
+	FailWrongFields
 )
 
 // Role is a role the fake lets callers assume.
@@ -250,6 +257,13 @@ func (s *Server) FailAlways(f Failure) {
 	s.faults.FailAlways(f)
 }
 
+// FailCycle fails AssumeRole calls in a repeating pattern, pattern[i] for
+// the i-th call (0 for success): FailCycle(0, 0, FailInternal) fails every
+// third. FailNext and FailAlways take precedence; FailCycle() ends it.
+func (s *Server) FailCycle(pattern ...Failure) {
+	s.faults.FailCycle(pattern...)
+}
+
 // Calls returns the calls received so far with a valid signature.
 func (s *Server) Calls() []Call {
 	return s.calls.All()
@@ -439,7 +453,7 @@ func (s *Server) assumeRole(w http.ResponseWriter, r *http.Request, reqID, akid 
 	s.mu.Unlock()
 
 	finish := s.finisher(w, reqID, &c)
-	if s.answerFailure(r, fail, c, finish) {
+	if s.answerFailure(w, r, reqID, fail, c, finish) {
 		return
 	}
 
@@ -601,8 +615,21 @@ func randomUUID() string {
 // answerFailure answers a call with the failure queued for it, when that
 // failure is one answered before the call is looked at, and reports
 // whether it did. finish records c and writes the error.
-func (s *Server) answerFailure(r *http.Request, fail Failure, c Call, finish func(*apiError)) bool {
+func (s *Server) answerFailure(w http.ResponseWriter, r *http.Request, reqID string, fail Failure, c Call, finish func(*apiError)) bool {
 	switch fail {
+	case FailNotXML:
+		c.Error = "(not XML)"
+		s.record(c)
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "upstream connect error or disconnect/reset before headers. reset reason: overflow\n")
+	case FailWrongFields:
+		c.Error = "(wrong fields)"
+		s.record(c)
+		// Values in the shape of real ones, minted for no one.
+		inner := "<Credentials><AccessKey>ASIA" + randomID(16) + "</AccessKey><Secret>" + randomSecret(40) +
+			"</Secret><Token>" + randomSecret(60) + "</Token><Expiry>" + s.now().Add(time.Hour).UTC().Format(time.RFC3339) +
+			"</Expiry></Credentials>"
+		writeXML(w, c.Action+"Response", c.Action+"Result", reqID, inner)
 	case FailInternal:
 		finish(&apiError{status: 500, typ: "Receiver", code: "InternalFailure", message: "The request processing has failed because of an unknown error, exception or failure."})
 	case FailThrottle:

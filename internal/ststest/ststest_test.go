@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +118,64 @@ func TestOnMintErrorFailsTheCall(t *testing.T) {
 	}
 	if c, ok := s.LastCall(); !ok || c.Error != "InternalFailure" {
 		t.Errorf("last call %+v, want one recorded with InternalFailure", c)
+	}
+}
+
+func TestFailCycle(t *testing.T) {
+	s := New(t, Options{PlainHTTP: true})
+	s.AddUser(userKey, userSecret, "arn:aws:iam::123456789012:user/u")
+	s.AddRole(Role{ARN: roleARN})
+	s.FailCycle(0, 0, FailInternal)
+	var got []int
+	for range 6 {
+		status, _ := assumeRole(t, s, "900")
+		got = append(got, status)
+	}
+	if want := []int{200, 200, 500, 200, 200, 500}; !slices.Equal(got, want) {
+		t.Errorf("statuses %v, want %v", got, want)
+	}
+	s.FailCycle()
+	if status, body := assumeRole(t, s, "900"); status != 200 {
+		t.Errorf("after FailCycle(): %d %s", status, body)
+	}
+}
+
+// TestGarbageFailures: FailNotXML and FailWrongFields answer 200 with
+// nothing a client can take credentials from, mint nothing, and are
+// recorded; the next call succeeds.
+func TestGarbageFailures(t *testing.T) {
+	var minted int
+	s := New(t, Options{PlainHTTP: true, OnMint: func(Minted) error { minted++; return nil }})
+	s.AddUser(userKey, userSecret, "arn:aws:iam::123456789012:user/u")
+	s.AddRole(Role{ARN: roleARN})
+	for _, tc := range []struct {
+		f    Failure
+		code string
+		ok   func(body []byte) bool
+	}{
+		{FailNotXML, "(not XML)", func(b []byte) bool {
+			var v struct{}
+			return xml.Unmarshal(b, &v) != nil
+		}},
+		{FailWrongFields, "(wrong fields)", func(b []byte) bool {
+			var r assumeRoleResponse
+			return xml.Unmarshal(b, &r) == nil && r.AccessKeyID == "" && r.SecretAccessKey == "" &&
+				r.SessionToken == "" && r.Expiration == "" && strings.Contains(string(b), "<AssumeRoleResult>")
+		}},
+	} {
+		s.FailNext(tc.f, 1)
+		status, body := assumeRole(t, s, "900")
+		if status != 200 || !tc.ok(body) {
+			t.Errorf("failure %d: %d %s", tc.f, status, body)
+		}
+		if c, ok := s.LastCall(); !ok || c.Error != tc.code || c.Action != "AssumeRole" {
+			t.Errorf("failure %d recorded as %+v", tc.f, c)
+		}
+	}
+	if minted != 0 {
+		t.Errorf("garbage answers minted %d sessions", minted)
+	}
+	if status, body := assumeRole(t, s, "900"); status != 200 || minted != 1 {
+		t.Errorf("after the failures: %d (minted %d) %s", status, minted, body)
 	}
 }

@@ -269,7 +269,7 @@ func (s *Server) assumeRoleWithWebIdentity(w http.ResponseWriter, r *http.Reques
 	s.mu.Unlock()
 
 	finish := s.finisher(w, reqID, &c)
-	if s.answerFailure(r, fail, c, finish) {
+	if s.answerFailure(w, r, reqID, fail, c, finish) {
 		return
 	}
 
