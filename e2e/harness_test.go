@@ -276,6 +276,9 @@ type signetProc struct {
 
 	mu      sync.Mutex
 	secrets []string // scanned for in Logs when signet stops
+	// started is just before signet was started: files in its state
+	// directory modified since are what it wrote (scanned at stop too).
+	started time.Time
 }
 
 // AddSecrets adds to what must never appear in signet's logs (checked
@@ -350,10 +353,11 @@ func startSignetEnv(tb testing.TB, configYAML string, nReverse int, extraEnv ...
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	cmd.Stdout = logs
+	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("start signet: %v", err)
 	}
-	s := &signetProc{cmd: cmd, Pid: cmd.Process.Pid, Logs: logs, TempDir: tmp, ConfigFile: cfg,
+	s := &signetProc{cmd: cmd, Pid: cmd.Process.Pid, Logs: logs, TempDir: tmp, ConfigFile: cfg, started: started,
 		StateDir: stateDirOf(configYAML), exited: make(chan struct{}), Reverse: make([]string, nReverse),
 		secrets: []string{testSecretKey, testBaseSecret}}
 	go func() {
@@ -446,6 +450,7 @@ func (s *signetProc) stop(tb testing.TB) {
 	secrets := append([]string(nil), s.secrets...)
 	s.mu.Unlock()
 	scanForSecrets(tb, secrets, []byte(s.Logs.String()))
+	scanWrittenFiles(tb, secrets, s.started, s.stateDir(), s.TempDir)
 	if tb.Failed() {
 		tb.Logf("signet logs:\n%s", s.Logs.String())
 	}

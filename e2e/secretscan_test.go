@@ -5,13 +5,18 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // minSecretLen is the shortest string scanForSecrets looks for: anything
@@ -71,6 +76,82 @@ func secretForms(s string) []string {
 func around(b []byte, at, n int) string {
 	from, to := max(0, at-60), min(len(b), at+n+60)
 	return strconv.Quote(string(b[from:at]) + "<SECRET>" + string(b[at+n:to]))
+}
+
+// Files in signet's state directory that hold secrets on purpose, and
+// so are not scanned: the local CA's key and the admin token. The spool
+// directory is not scanned either: it holds request bodies (which may
+// carry anything a client sent) only while a request is in flight, as
+// unlinked files, and the fault tests check that it is empty.
+var deliberateSecretFiles = map[string]bool{"ca-key.pem": true, "admin-token": true}
+
+// maxScannedFile bounds one file read for the scan; larger ones (a
+// compiled WebAssembly module in the cache, say) are skipped with a note.
+const maxScannedFile = 64 << 20
+
+// stateDir is the state directory signet used: the config's state_dir,
+// else the default under the HOME the harness gave it.
+func (s *signetProc) stateDir() string {
+	if s.StateDir != "" {
+		return s.StateDir
+	}
+	return filepath.Join(filepath.Dir(s.ConfigFile), "home", ".local", "state", "signet")
+}
+
+// scanWrittenFiles scans, for secrets, every regular file under dirs
+// modified at or after since (so written by this signet, not by the test
+// before it started), except deliberateSecretFiles and each dir's spool
+// subdirectory. Missing dirs are fine: not every signet writes a state
+// directory.
+func scanWrittenFiles(tb testing.TB, secrets []string, since time.Time, dirs ...string) {
+	tb.Helper()
+	for _, root := range dirs {
+		if root == "" {
+			continue
+		}
+		spool := filepath.Join(root, "spool")
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if p == root && errors.Is(err, fs.ErrNotExist) {
+					return fs.SkipDir
+				}
+				return err
+			}
+			if d.IsDir() {
+				if p == spool {
+					return fs.SkipDir
+				}
+				return nil
+			}
+			if !d.Type().IsRegular() || deliberateSecretFiles[d.Name()] {
+				return nil
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if info.ModTime().Before(since) {
+				return nil
+			}
+			if info.Size() > maxScannedFile {
+				tb.Logf("secret scan: %s (%d bytes) is too large to scan", p, info.Size())
+				return nil
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			before := tb.Failed()
+			scanForSecrets(tb, secrets, b)
+			if !before && tb.Failed() {
+				tb.Logf("secret scan: the blob above is %s, which signet wrote", p)
+			}
+			return nil
+		})
+		if err != nil {
+			tb.Errorf("secret scan of %s: %v", root, err)
+		}
+	}
 }
 
 // sigRE finds SigV4 signatures, in an Authorization header or a presigned
@@ -205,3 +286,36 @@ func (f *fakeTB) Errorf(format string, args ...any) {
 }
 
 func (f *fakeTB) Failed() bool { return f.failed }
+
+// TestScanWrittenFiles: the scan of what signet wrote finds a secret in a
+// file written since it started, and leaves alone older files, the
+// deliberate secret stores and the spool.
+func TestScanWrittenFiles(t *testing.T) {
+	const secret = "sIgNeTtEsT/sEcReT+0001/xYz9876543210aBcD"
+	dir := t.TempDir()
+	write := func(rel string, mtime time.Time) {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		writeTestFile(t, p, []byte("x "+secret+" y"))
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	since := time.Now()
+	write("old.yaml", since.Add(-time.Hour))
+	write("ca-key.pem", since.Add(time.Second))
+	write("admin-token", since.Add(time.Second))
+	write("spool/signet-body-1", since.Add(time.Second))
+	ft := &fakeTB{TB: t}
+	scanWrittenFiles(ft, []string{secret}, since, dir, filepath.Join(dir, "absent"))
+	if ft.failed {
+		t.Fatalf("reported: %s", ft.msg)
+	}
+	write("wasm-cache/new.bin", since.Add(time.Second))
+	scanWrittenFiles(ft, []string{secret}, since, dir)
+	if !ft.failed || strings.Contains(ft.msg, secret) {
+		t.Errorf("a new file with the secret: failed %v, %q", ft.failed, ft.msg)
+	}
+}
