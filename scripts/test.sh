@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's one test command: installs what the tests need (idempotent,
-# quick when already there), then gofmt, go vet, staticcheck, go test -race,
+# quick when already there), then gofmt, go vet, staticcheck, govulncheck, go test -race,
 # and a short fuzz pass over every Fuzz* target. Prints a one-line summary.
 #
 # Environment it reads (all optional):
@@ -9,7 +9,7 @@
 #   SIGNETTEST_PEBBLE      use this Pebble (ACME server) binary instead of the cached one
 #   SIGNETTEST_PEBBLE_TESTDIR  Pebble's test/ directory (its test CA and config);
 #                          default: from the module cache, downloaded if missing
-#   SIGNETTEST_FUZZTIME    per-target fuzz time (default 5s)
+#   SIGNETTEST_FUZZTIME    per-target fuzz time (default 5s; see scripts/fuzz.sh)
 #   SIGNETTEST_SOFTHSM2_MODULE  the SoftHSM2 PKCS#11 module for credentials/pkcs11
 #                          (default /usr/lib/softhsm/libsofthsm2.so)
 #   SIGNETTEST_VULNDB      a govulncheck database directory to use instead of
@@ -158,44 +158,16 @@ check_gofmt() {
 	fi
 }
 
-# fuzz_one NAME DIR: one target for $FUZZTIME. Go's fuzzer sometimes ends
-# with a bare "context deadline exceeded" when the time runs out while a
-# worker is busy (seen on a loaded 2-core machine); that is no finding (a
-# finding writes a failing input), so such a run is tried once more.
-fuzz_one() {
-	local out rc=0
-	out=$(go test -run '^$' -fuzz "^${1}\$" -fuzztime "$FUZZTIME" "$2" 2>&1) || rc=$?
-	printf '%s\n' "$out"
-	if [ "$rc" != 0 ] && grep -q 'context deadline exceeded' <<<"$out" && ! grep -q 'Failing input written' <<<"$out"; then
-		log "fuzz $1: deadline flake, no failing input: once more"
-		go test -run '^$' -fuzz "^${1}\$" -fuzztime "$FUZZTIME" "$2"
-		return
-	fi
-	return "$rc"
-}
-
-# Every "func FuzzXxx(" in a _test.go file, run for $FUZZTIME in its package.
-run_fuzz() {
-	local rc=0 n=0 file name dir
-	while IFS=: read -r file name; do
-		[ -n "$file" ] || continue
-		name=${name#func }
-		name=${name%%(*}
-		dir=./$(dirname "${file#./}")
-		n=$((n + 1))
-		log "fuzz $name in $dir for $FUZZTIME"
-		fuzz_one "$name" "$dir" || rc=1
-	done < <(grep -rEo --include='*_test.go' --exclude-dir=.git --exclude-dir=vendor --exclude-dir=testdata \
-		'^func Fuzz[A-Za-z0-9_]*\(' . | sort)
-	log "fuzz: $n target(s)"
-	return $rc
-}
-
 # The guest side of extensions/ (its wasip1 files) is only compiled for
-# wasip1, so it is vetted and checked for that target too.
-vet_all() { go vet ./... && GOOS=wasip1 GOARCH=wasm go vet ./extensions/...; }
+# wasip1, so it is vetted and checked for that target too; e2e's soak
+# (scripts/soak.sh) only with the soak tag, so it is vetted and checked
+# with it, lest it rot between soaks.
+vet_all() {
+	go vet ./... && GOOS=wasip1 GOARCH=wasm go vet ./extensions/... && go vet -tags soak ./e2e/
+}
 staticcheck_all() {
-	"$SIGNETTEST_STATICCHECK" ./... && GOOS=wasip1 GOARCH=wasm "$SIGNETTEST_STATICCHECK" ./extensions/...
+	"$SIGNETTEST_STATICCHECK" ./... && GOOS=wasip1 GOARCH=wasm "$SIGNETTEST_STATICCHECK" ./extensions/... &&
+		"$SIGNETTEST_STATICCHECK" -tags soak ./e2e/
 }
 
 phase gofmt check_gofmt
@@ -209,7 +181,9 @@ phase dockerfile scripts/check-dockerfile.sh --build
 # -parallel 4: the refresh end-to-end runs (3 minutes each, mostly waiting)
 # run side by side even on 2 cores.
 phase test go test -race -count=1 -parallel 4 ./...
-phase fuzz run_fuzz
+# Every Fuzz* target for $FUZZTIME in its package; for a long run, see
+# scripts/fuzz.sh (-t 10m, or one target).
+phase fuzz scripts/fuzz.sh -t "$FUZZTIME"
 
 total=$((SECONDS - t_all))
 IFS=';'
