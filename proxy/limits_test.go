@@ -16,7 +16,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,39 +26,13 @@ import (
 // finished request reported on the returned channel (its access line).
 func startLimited(t *testing.T, opts Options, sopts signer.Options) (*testProxy, *signer.Signer, <-chan slog.Record) {
 	t.Helper()
-	if opts.Listen == "" {
-		opts.Listen = "127.0.0.1:0"
-	}
-	for i := range opts.Reverse {
-		opts.Reverse[i].Listen = "127.0.0.1:0"
-	}
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	done := make(chan slog.Record, 100)
 	opts.AccessLog = slog.New(recordHandler(done))
 	sopts.Logger = opts.Logger
 	sg := signer.New(sopts)
 	opts.Signer = sg
-	srv, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := srv.Listen(ctx); err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, 5*time.Second) }()
-	stop := sync.OnceFunc(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	t.Cleanup(stop)
-	tp := &testProxy{srv: srv, addr: srv.Addr().String(), stop: stop}
-	for _, a := range srv.ReverseAddrs() {
-		tp.reverse = append(tp.reverse, a.String())
-	}
+	tp := startProxy(t, opts)
 	return tp, sg, done
 }
 

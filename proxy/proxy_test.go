@@ -82,7 +82,9 @@ func startProxy(t testing.TB, opts Options) *testProxy {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	opts.Signer = signer.New(signer.Options{SpoolDir: t.TempDir(), Logger: opts.Logger})
+	if opts.Signer == nil {
+		opts.Signer = signer.New(signer.Options{SpoolDir: t.TempDir(), Logger: opts.Logger})
+	}
 	srv, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
