@@ -304,11 +304,22 @@ func removePlaceholders(r *http.Request) error {
 	return nil
 }
 
+// maxQueryParams is net/url's default limit on the parameters of a query
+// (GODEBUG urlmaxqueryparams, which signet does not set).
+const maxQueryParams = 10000
+
 // stripPresignParams drops presigned-URL parameters from a raw query. It
 // fails on a query that does not parse: the SDK re-encodes the query into
 // canonical form and would silently drop a malformed pair, sending something
 // other than what the client asked for.
 func stripPresignParams(raw string) (string, error) {
+	// Past its limit on parameters, url.ParseQuery, with which the SDK
+	// builds the canonical query, returns none at all: the request would
+	// be signed and sent without its query. Counted as it counts them,
+	// without parsing the query a second time on every request.
+	if n := strings.Count(raw, "&") + 1; n > maxQueryParams {
+		return "", fmt.Errorf("query string: %d parameters, more than the %d that can be signed", n, maxQueryParams)
+	}
 	var kept strings.Builder
 	removed := false
 	for q := raw; q != ""; {
@@ -339,13 +350,6 @@ func stripPresignParams(raw string) (string, error) {
 			kept.WriteByte('&')
 		}
 		kept.WriteString(pair)
-	}
-	// Past its limit on parameters (10000, GODEBUG urlmaxqueryparams)
-	// url.ParseQuery, with which the SDK builds the canonical query,
-	// returns none at all: the request would be signed and sent without
-	// its query.
-	if _, err := url.ParseQuery(raw); err != nil {
-		return "", fmt.Errorf("query string: %w", err)
 	}
 	if !removed {
 		return raw, nil
