@@ -1181,11 +1181,8 @@ func (s *Server) guardFraming(next http.Handler) http.Handler {
 		if r.TLS == nil {
 			r.TLS = fc.connectionState()
 		}
-		upgrade := false
-		if r.Method == http.MethodGet {
-			_, hasUpgrade := r.Header["Upgrade"]
-			upgrade = mayUpgrade(r.Method, hasUpgrade)
-		}
+		_, hasUpgrade := r.Header["Upgrade"]
+		upgrade := mayUpgrade(r.Method, hasUpgrade)
 		next.ServeHTTP(w, r)
 		if upgrade {
 			fc.resume()

@@ -80,18 +80,7 @@ limits: {%s}
 	defer cs.close()
 	rl := newReloader(cs, cfg, new(slog.LevelVar), cfgFile, env, load)
 	defer rl.close()
-	if err := cs.proxy.Listen(ctx); err != nil {
-		t.Fatal(err)
-	}
-	serveCtx, stopServe := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- cs.proxy.Serve(serveCtx, time.Second) }()
-	defer func() {
-		stopServe()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
+	defer serveProxy(t, ctx, cs)()
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: cs.proxy.Addr().String()})}}
 	put := func(n int) (int, string) {
 		t.Helper()

@@ -69,18 +69,7 @@ upstream:
 	defer cs.close()
 	rl := newReloader(cs, cfg, new(slog.LevelVar), cfgFile, env, load)
 	defer rl.close()
-	if err := cs.proxy.Listen(ctx); err != nil {
-		t.Fatal(err)
-	}
-	serveCtx, stopServe := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- cs.proxy.Serve(serveCtx, time.Second) }()
-	defer func() {
-		stopServe()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
+	defer serveProxy(t, ctx, cs)()
 
 	proxyURL := &url.URL{Scheme: "http", Host: cs.proxy.Addr().String()}
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
@@ -188,6 +177,25 @@ upstream:
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the watcher did not apply the changed file within 10s")
+		}
+	}
+}
+
+// serveProxy binds and serves cs's proxy until the returned stop, which
+// waits for Serve to return: defer it after cs.close, so that the proxy
+// stops before the components it uses are closed.
+func serveProxy(t *testing.T, ctx context.Context, cs *components) (stop func()) {
+	t.Helper()
+	if err := cs.proxy.Listen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	serveCtx, stopServe := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- cs.proxy.Serve(serveCtx, time.Second) }()
+	return func() {
+		stopServe()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
 		}
 	}
 }
